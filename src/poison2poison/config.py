@@ -1,0 +1,133 @@
+"""Typed experiment configuration: YAML in, validated pydantic models, resolved YAML out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .io import content_hash
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    dataset: str = "sst2"
+    train_size: int | None = Field(None, gt=0, description="stratified subsample of the training split")
+    test_size: int | None = Field(None, gt=0, description="stratified subsample of the clean test split")
+    test_split: Literal["test", "dev"] = "test"
+
+
+class AttackConfig(_Strict):
+    name: str = "badnets"
+    rate: float = Field(0.02, ge=0.0, le=1.0, description="poisoned fraction of the training set; 0 = clean model")
+    target: int = Field(1, ge=0)
+    label_mode: Literal["dirty", "clean"] = "dirty"
+    triggers: list[str] = Field(default_factory=lambda: ["cf", "mn", "bb", "tq", "mb"])
+    num_triggers: int = Field(1, ge=1, description="BadNets: trigger words inserted per poisoned text")
+    sentence: str = "I watched this 3D movie"
+
+
+class DefenseConfig(_Strict):
+    name: str = "none"
+    rho: float = Field(0.2, gt=0.0, le=1.0)
+    source: Literal["random", "trusted", "oracle"] = "random"
+    trusted_path: str | None = None
+    trigger: str = Field("official", description="'official', 'secret' (random per run) or a literal trigger text")
+    secret_seed: int | None = Field(None, description="pins the 'secret' trigger, for reproducible experiments")
+    separate_cue: bool = True
+    mode: Literal["replace", "append"] = "replace"
+
+
+class ModelConfig(_Strict):
+    name: str = "tiny"
+    kind: Literal["auto", "causal", "encoder"] = "auto"
+    finetune: Literal["full", "lora"] = "full"
+    lora_r: int = Field(8, gt=0)
+    lora_alpha: int = Field(16, gt=0)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    max_length: int = Field(128, ge=16)
+    tiny_hidden_size: int = Field(128, gt=0)
+    tiny_layers: int = Field(4, gt=0)
+    tiny_vocab_size: int = Field(4096, ge=300)
+
+
+class TrainConfig(_Strict):
+    epochs: float = Field(3.0, gt=0)
+    batch_size: int = Field(16, gt=0)
+    eval_batch_size: int = Field(64, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    grad_accum: int = Field(1, gt=0)
+    save_steps: int = Field(200, gt=0, description="checkpoint interval, for resuming an interrupted run")
+
+
+class ExperimentConfig(_Strict):
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+    defense: DefenseConfig = Field(default_factory=DefenseConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("seed")
+    @classmethod
+    def _non_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("seed must be >= 0")
+        return value
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def config_hash(self) -> str:
+        return content_hash(self.model_dump(mode="json"))
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not of the form key=value")
+    key, raw = item.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply dotted `key=value` overrides (values parsed as YAML: 0.05, true, [cf, mn])."""
+    for item in overrides:
+        path, value = _parse_override(item)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}': '{part}' is not a section")
+        node[path[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML config (or the defaults), apply overrides and validate; errors name the file and the field."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = loaded or {}
+    data = apply_overrides(data, overrides or [])
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from exc

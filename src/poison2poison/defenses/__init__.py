@@ -1,0 +1,22 @@
+"""Defenses: a registry from name to class; an unknown name lists the valid ones."""
+
+from __future__ import annotations
+
+from ..config import DefenseConfig
+from ..errors import ConfigError
+from ..tasks import ClassificationTask
+from .base import Defense, DefenseContext, InferenceSpec, NoDefense, PreparedTrain
+from .p2p import P2P
+
+DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (NoDefense, P2P)}
+
+
+def build_defense(config: DefenseConfig, task: ClassificationTask) -> Defense:
+    try:
+        cls = DEFENSES[config.name]
+    except KeyError:
+        raise ConfigError(f"unknown defense '{config.name}'; valid: {', '.join(sorted(DEFENSES))}") from None
+    return cls(config, task)
+
+
+__all__ = ["DEFENSES", "Defense", "DefenseContext", "InferenceSpec", "PreparedTrain", "build_defense"]

@@ -1,0 +1,127 @@
+"""Poison-to-Poison (Zhao et al., arXiv 2510.04503): the core, as pure data logic (no torch).
+
+A subset S of the training set (fraction rho, stratified by label) is shown with a benign trigger and, for n
+classes, the label y + n; the model learns the benign context as a second, clean task. At inference every input
+gets the trigger (and the benign cue) and output j is read as label j mod n, so a malicious trigger learned in the
+ordinary context does not fire.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+from collections import defaultdict
+from typing import Sequence
+
+from ..data.types import Example
+from ..errors import ConfigError
+from ..io import fingerprint
+from ..prompting import PLAIN_CUE, Sample
+from .base import Defense, DefenseContext, InferenceSpec, PreparedTrain
+
+log = logging.getLogger(__name__)
+
+OFFICIAL_TRIGGER = "The query currently entered is: "
+BENIGN_CUE = "Answer:"
+SECRET_WORDS = (
+    "amber", "basin", "cedar", "delta", "ember", "fjord", "garnet", "harbor", "island", "juniper", "kestrel",
+    "lantern", "meadow", "nectar", "orchid", "pebble", "quartz", "raven", "saffron", "tundra", "umber", "velvet",
+    "willow", "yonder", "zephyr", "acorn", "breeze", "canyon", "dune", "echo", "falcon", "glacier", "heron",
+    "ivory", "jasper", "kelp", "lagoon", "marble", "nimbus", "opal", "prairie", "quill", "ripple", "summit",
+    "thistle", "upland", "vessel", "walnut", "yarrow", "zinnia",
+)
+SECRET_LENGTH = 6
+
+
+def select_benign_subset(
+    labels: Sequence[int], rho: float, rng: random.Random, pool: Sequence[int] | None = None
+) -> list[int]:
+    """Indices of the benign subset: round(rho * count) rows of each label, drawn from `pool` (default: all rows)."""
+    by_label: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(labels)) if pool is None else sorted(pool):
+        by_label[labels[i]].append(i)
+    totals: dict[int, int] = defaultdict(int)
+    for label in labels:
+        totals[label] += 1
+    chosen: list[int] = []
+    for label in sorted(totals):
+        want = round(rho * totals[label])
+        available = by_label.get(label, [])
+        if want > len(available):
+            raise ConfigError(f"benign subset needs {want} rows of label {label}, the pool has {len(available)}")
+        chosen.extend(rng.sample(available, want))
+    return sorted(chosen)
+
+
+def resolve_trigger(setting: str, secret_seed: int | None = None) -> str:
+    """'official' -> the paper's trigger; 'secret' -> random words; anything else is the trigger text itself.
+
+    A secret trigger comes from the OS's randomness unless `secret_seed` pins it (for reproducible experiments);
+    either way it is stored in the manifest, which therefore must be kept private.
+    """
+    if setting == "official":
+        return OFFICIAL_TRIGGER
+    if setting == "secret":
+        rng = random.Random(secret_seed) if secret_seed is not None else secrets.SystemRandom()
+        return " ".join(rng.choice(SECRET_WORDS) for _ in range(SECRET_LENGTH)) + ": "
+    if not setting.strip():
+        raise ConfigError("defense.trigger is empty; use 'official', 'secret' or a non-empty text")
+    return setting
+
+
+def extended_label(label: int, num_labels: int) -> int:
+    return label + num_labels
+
+
+def mod_projection(num_labels: int) -> tuple[int, ...]:
+    """Output j of the doubled label space stands for label j mod n."""
+    return tuple(j % num_labels for j in range(2 * num_labels))
+
+
+class P2P(Defense):
+    name = "p2p"
+
+    def prepare(self, train: list[Example], rng: random.Random, context: DefenseContext) -> PreparedTrain:
+        cfg, n = self.config, self.task.num_labels
+        trigger = resolve_trigger(cfg.trigger, cfg.secret_seed)
+        cue = BENIGN_CUE if cfg.separate_cue else PLAIN_CUE
+        benign_rows, subset = self._benign_rows(train, rng, context)
+
+        def benign(example: Example) -> Sample:
+            return Sample(example.text, extended_label(example.label, n), trigger, cue)
+
+        plain = [Sample(e.text, e.label) for e in train]
+        if cfg.source == "trusted" or cfg.mode == "append":
+            samples = plain + [benign(e) for e in benign_rows]
+        else:
+            chosen = set(subset)
+            samples = [benign(e) if i in chosen else s for i, (e, s) in enumerate(zip(train, plain))]
+        log.info("p2p: %d benign samples (source %s%s, mode %s), trigger %s",
+                 len(benign_rows), cfg.source, ", EXPERIMENT ONLY" if cfg.source == "oracle" else "",
+                 cfg.mode, fingerprint(trigger))
+        spec = InferenceSpec(self.name, trigger, cue, mod_projection(n))
+        details = {
+            "source": cfg.source,
+            "oracle_experiment_only": cfg.source == "oracle",
+            "rho": cfg.rho,
+            "mode": "append" if cfg.source == "trusted" else cfg.mode,
+            "benign_count": len(benign_rows),
+            "benign_label_counts": {str(k): sum(1 for e in benign_rows if e.label == k) for k in range(n)},
+            "trigger_fingerprint": fingerprint(trigger),
+        }
+        return PreparedTrain(samples, spec, details)
+
+    def _benign_rows(
+        self, train: list[Example], rng: random.Random, context: DefenseContext
+    ) -> tuple[list[Example], list[int]]:
+        cfg = self.config
+        if cfg.source == "trusted":
+            if not context.trusted:
+                raise ConfigError("defense.source is 'trusted' but no trusted data was given (defense.trusted_path)")
+            return list(context.trusted), []
+        if cfg.source == "oracle" and context.oracle_pool is None:
+            raise ConfigError("defense.source 'oracle' needs the attack's clean rows; it exists for experiments only")
+        pool = context.oracle_pool if cfg.source == "oracle" else None
+        subset = select_benign_subset([e.label for e in train], cfg.rho, rng, pool)
+        return [train[i] for i in subset], subset

@@ -1,0 +1,34 @@
+"""Errors the CLI turns into one clear line each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class P2PError(Exception):
+    """Base class for every error the library raises on purpose."""
+
+
+class ConfigError(P2PError):
+    """A configuration value is missing, unknown or inconsistent."""
+
+
+class DataNotFoundError(P2PError):
+    """A named dataset could be found neither locally nor on the hub."""
+
+
+class DataFormatError(P2PError):
+    """A data file is malformed; the message names the file, the line and the field."""
+
+    def __init__(self, path: str | Path, line: int | None, field: str | None, problem: str) -> None:
+        self.path, self.line, self.field, self.problem = str(path), line, field, problem
+        where = self.path
+        if line is not None:
+            where += f", line {line}"
+        if field is not None:
+            where += f", field '{field}'"
+        super().__init__(f"{where}: {problem}")
+
+
+class ModelSetupError(P2PError):
+    """A model cannot serve the task as configured (for example, clashing verbalizer tokens)."""

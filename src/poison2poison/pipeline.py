@@ -1,0 +1,264 @@
+"""run_experiment: the one place where the stages meet.
+
+attack -> subsample -> defense -> fine-tune -> evaluate, writing a self-describing run directory:
+config.yaml, metrics.json, predictions.jsonl, model/, p2p.json (the inference manifest), train.json, log.txt.
+A finished run is skipped; an interrupted one resumes from its saved model or its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Hashable, Iterator, Sequence
+
+from transformers import set_seed
+
+from . import __version__
+from .attacks import PoisonedData, build_attack
+from .config import ExperimentConfig
+from .data.catalog import dataset_spec, load_split, read_user_data
+from .data.types import Example, as_records
+from .defenses import DefenseContext, InferenceSpec, PreparedTrain, build_defense
+from .errors import ConfigError
+from .inference import predict
+from .io import atomic_write_json, atomic_write_jsonl, atomic_write_text, content_hash, read_json
+from .metrics import attack_success_rate, clean_accuracy
+from .models import LoadedModel, build_model, load_saved_model, save_model
+from .prompting import encode_causal, encode_encoder, render_prompt
+from .seeding import stage_rng
+from .tasks import ClassificationTask
+from .training import fine_tune
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "p2p.json"
+METRICS = "metrics.json"
+
+
+def stratified_sample(keys: Sequence[Hashable], size: int | None, rng: random.Random) -> list[int]:
+    """Sorted indices of about `size` rows keeping each key's share (largest-remainder rounding, exact total)."""
+    if size is None or size >= len(keys):
+        return list(range(len(keys)))
+    groups: dict[Hashable, list[int]] = defaultdict(list)
+    for i, key in enumerate(keys):
+        groups[key].append(i)
+    order = sorted(groups, key=repr)
+    exact = {k: size * len(groups[k]) / len(keys) for k in order}
+    counts = {k: int(exact[k]) for k in order}
+    for k in sorted(order, key=lambda k: (counts[k] - exact[k], repr(k)))[: size - sum(counts.values())]:
+        counts[k] += 1
+    return sorted(i for k in order for i in rng.sample(groups[k], counts[k]))
+
+
+@dataclass
+class ExperimentData:
+    task: ClassificationTask
+    poisoned: PoisonedData
+    test: list[Example]
+
+
+def prepare_data(config: ExperimentConfig) -> ExperimentData:
+    """Load, poison and subsample. Poisoned rows keep their share in the subsample (it is stratified by label and
+    by the ground-truth mask), so the poison rate survives subsampling."""
+    spec = dataset_spec(config.data.dataset)
+    train = load_split(config.data.dataset, "train")
+    test = load_split(config.data.dataset, config.data.test_split)
+    attack = build_attack(config.attack, config.data.dataset, spec.task.num_labels)
+    poisoned = attack.poison(train, test, stage_rng(config.seed, "attack"))
+    keep = stratified_sample(
+        [(e.label, m) for e, m in zip(poisoned.train, poisoned.mask)], config.data.train_size,
+        stage_rng(config.seed, "train-subsample"),
+    )
+    poisoned.train = [poisoned.train[i] for i in keep]
+    poisoned.mask = [poisoned.mask[i] for i in keep]
+    test_keep = stratified_sample([e.label for e in test], config.data.test_size, stage_rng(config.seed, "test-subsample"))
+    asr_keep = stratified_sample(
+        [e.label for e in poisoned.asr_test], config.data.test_size, stage_rng(config.seed, "asr-subsample")
+    )
+    poisoned.asr_test = [poisoned.asr_test[i] for i in asr_keep]
+    return ExperimentData(spec.task, poisoned, [test[i] for i in test_keep])
+
+
+def apply_defense(config: ExperimentConfig, data: ExperimentData) -> PreparedTrain:
+    """Run the configured defense. Only the oracle experiment is told which rows are clean."""
+    defense = build_defense(config.defense, data.task)
+    context = DefenseContext()
+    if config.defense.trusted_path:
+        context.trusted = read_user_data(config.defense.trusted_path, data.task.num_labels)
+    if config.defense.name == "p2p" and config.defense.source == "oracle":
+        context.oracle_pool = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
+    return defense.prepare(data.poisoned.train, stage_rng(config.seed, "defense"), context)
+
+
+def encode_samples(loaded: LoadedModel, prepared: PreparedTrain, max_length: int) -> list[dict[str, Any]]:
+    if loaded.kind == "causal":
+        features, truncated = encode_causal(
+            loaded.tokenizer, prepared.samples, loaded.answer_words or [], max_length, with_target=True
+        )
+    else:
+        features, truncated = encode_encoder(loaded.tokenizer, prepared.samples, max_length, with_target=True)
+    if truncated:
+        log.info("%d of %d training prompts were truncated to %d tokens", truncated, len(features), max_length)
+    return features
+
+
+def train_model(
+    config: ExperimentConfig, task: ClassificationTask, prepared: PreparedTrain, run_dir: Path
+) -> tuple[LoadedModel, dict[str, Any]]:
+    """Fine-tune and save, or load the model an earlier attempt already saved."""
+    model_dir = run_dir / "model"
+    stats_path = run_dir / "train.json"
+    if (model_dir / "model_meta.json").is_file() and stats_path.is_file():
+        log.info("model already trained; loading %s", model_dir)
+        return load_saved_model(model_dir), read_json(stats_path)
+    set_seed(config.seed)
+    words = task.answer_words(prepared.spec.num_outputs)
+    corpus = ["".join(render_prompt(s)) for s in prepared.samples]
+    loaded = build_model(config.model, prepared.spec.num_outputs, words, corpus)
+    features = encode_samples(loaded, prepared, config.model.max_length)
+    start = time.perf_counter()
+    stats: dict[str, Any] = fine_tune(loaded, features, config.train, config.seed, run_dir / "checkpoints")
+    stats["train_seconds"] = round(time.perf_counter() - start, 2)
+    stats["train_rows"] = len(features)
+    if is_main_process():
+        save_model(loaded, model_dir)
+        atomic_write_json(stats_path, stats)
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    return loaded, stats
+
+
+def evaluate(
+    config: ExperimentConfig, loaded: LoadedModel, spec: InferenceSpec, data: ExperimentData
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """CA on the clean test set and ASR on the triggered non-target set, both through the defense's spec."""
+    length, batch = config.model.max_length, config.train.eval_batch_size
+    clean_pred, clean_raw = predict(loaded, spec, [e.text for e in data.test], length, batch, "clean test")
+    asr_set = data.poisoned.asr_test
+    asr_pred, asr_raw = predict(loaded, spec, [e.text for e in asr_set], length, batch, "triggered test")
+    ca, ca_count = clean_accuracy(clean_pred, [e.label for e in data.test])
+    asr, asr_count = attack_success_rate(asr_pred, [e.label for e in asr_set], config.attack.target)
+    rows = [
+        {"split": split, "index": i, "label": e.label, "prediction": p, "raw_output": r}
+        for split, examples, preds, raws in (
+            ("clean", data.test, clean_pred, clean_raw),
+            ("triggered", asr_set, asr_pred, asr_raw),
+        )
+        for i, (e, p, r) in enumerate(zip(examples, preds, raws))
+    ]
+    metrics = {
+        "clean_accuracy": ca,
+        "clean_count": ca_count,
+        "attack_success_rate": asr,
+        "asr_count": asr_count,
+    }
+    return metrics, rows
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@contextmanager
+def run_log(run_dir: Path) -> Iterator[None]:
+    """Copy this package's log records into RUN_DIR/log.txt for the duration of the run."""
+    handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("poison2poison")
+    root.addHandler(handler)
+    previous = root.level
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        handler.close()
+
+
+def _guard_run_dir(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] | None:
+    """The finished metrics if this exact config already ran here; an error if the folder holds another config."""
+    metrics_path, config_path = run_dir / METRICS, run_dir / "config.yaml"
+    if metrics_path.is_file():
+        metrics = read_json(metrics_path)
+        if metrics.get("config_hash") == config.config_hash():
+            return metrics
+    if config_path.is_file() and config_path.read_text(encoding="utf-8") != config.to_yaml():
+        raise ConfigError(f"{run_dir} holds a run of a different config; choose another --out or delete it")
+    return None
+
+
+def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
+    """attack -> defense -> fine-tune -> evaluate; returns the metrics written to RUN_DIR/metrics.json."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done = _guard_run_dir(run_dir, config)
+    if done is not None:
+        log.info("%s already finished; skipping", run_dir)
+        return done
+    with run_log(run_dir):
+        started = time.perf_counter()
+        if is_main_process():
+            atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+        data = prepare_data(config)
+        prepared = apply_defense(config, data)
+        log.info("data: %d train rows (%d poisoned), %d clean test, %d triggered test",
+                 len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
+        loaded, train_stats = train_model(config, data.task, prepared, run_dir)
+        if not is_main_process():
+            return {}
+        atomic_write_json(run_dir / MANIFEST, manifest(config, data.task, prepared))
+        eval_start = time.perf_counter()
+        metrics, rows = evaluate(config, loaded, prepared.spec, data)
+        atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+        metrics.update(
+            {
+                "defense": config.defense.name,
+                "defense_source": config.defense.source if config.defense.name == "p2p" else None,
+                "oracle_experiment_only": config.defense.name == "p2p" and config.defense.source == "oracle",
+                "attack": config.attack.name,
+                "attack_rate": config.attack.rate,
+                "poisoned_count": data.poisoned.poisoned_count,
+                "train_rows": len(data.poisoned.train),
+                "model": config.model.name,
+                "dataset": config.data.dataset,
+                "seed": config.seed,
+                "data_hashes": data_hashes(data, prepared),
+                "config_hash": config.config_hash(),
+                "eval_seconds": round(time.perf_counter() - eval_start, 2),
+                "wall_seconds": round(time.perf_counter() - started, 2),
+                "version": __version__,
+                **train_stats,
+            }
+        )
+        atomic_write_json(run_dir / METRICS, metrics)
+        log.info("CA %.4f (n=%d)  ASR %.4f (n=%d)", metrics["clean_accuracy"], metrics["clean_count"],
+                 metrics["attack_success_rate"], metrics["asr_count"])
+        return metrics
+
+
+def data_hashes(data: ExperimentData, prepared: PreparedTrain) -> dict[str, str]:
+    return {
+        "poisoned_train": content_hash(as_records(data.poisoned.train)),
+        "defended_train": content_hash([[s.text, s.label, s.trigger, s.cue] for s in prepared.samples]),
+        "clean_test": content_hash(as_records(data.test)),
+        "triggered_test": content_hash(as_records(data.poisoned.asr_test)),
+    }
+
+
+def manifest(config: ExperimentConfig, task: ClassificationTask, prepared: PreparedTrain) -> dict[str, Any]:
+    """Everything predict needs to present a query and read the answer; it holds the trigger: keep it private."""
+    return {
+        "format": 1,
+        "inference": prepared.spec.to_json(),
+        "label_names": list(task.label_names),
+        "task": task.name,
+        "max_length": config.model.max_length,
+        "defense_details": prepared.details,
+    }

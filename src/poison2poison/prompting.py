@@ -1,0 +1,128 @@
+"""The one prompt renderer for training and evaluation, and the tokenisation built on it.
+
+A prompt is `{trigger}{text}` followed by an answer cue on its own line; a causal LM's target is ` {answer word}`.
+Training and evaluation both go through `encode_*`, so the two can never disagree about the prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from .errors import ModelSetupError
+
+PLAIN_CUE = "Output:"
+ANSWER_BUDGET = 8
+"""Tokens reserved after the prompt for the answer, in training and evaluation alike."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A model-facing example: the text, the output index to learn, and the context it is shown in."""
+
+    text: str
+    label: int
+    trigger: str = ""
+    cue: str = PLAIN_CUE
+
+
+def render_prompt(sample: Sample) -> tuple[str, str]:
+    """(body, cue line): the body may be truncated, the cue line never is."""
+    return f"{sample.trigger}{sample.text}", f"\n{sample.cue}"
+
+
+def render_target(answer_word: str) -> str:
+    return f" {answer_word}"
+
+
+def answer_token_ids(tokenizer: Any, answer_words: Sequence[str]) -> list[int]:
+    """First token of each answer word; scoring compares these, so they must be distinct."""
+    firsts = []
+    for word in answer_words:
+        ids = tokenizer(render_target(word), add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ModelSetupError(f"answer word '{word}' tokenises to nothing")
+        firsts.append(ids[0])
+    if len(set(firsts)) != len(firsts):
+        clashes = [w for w, t in zip(answer_words, firsts) if firsts.count(t) > 1]
+        raise ModelSetupError(
+            f"answer words {clashes} share their first token for this tokenizer; choose verbalizers whose first "
+            f"tokens differ"
+        )
+    return firsts
+
+
+def _prompt_ids(tokenizer: Any, sample: Sample, max_length: int) -> tuple[list[int], bool]:
+    body, cue = render_prompt(sample)
+    body_ids = tokenizer(body, add_special_tokens=True)["input_ids"]
+    cue_ids = tokenizer(cue, add_special_tokens=False)["input_ids"]
+    room = max_length - ANSWER_BUDGET - len(cue_ids)
+    truncated = len(body_ids) > room
+    return body_ids[:room] + cue_ids, truncated
+
+
+def encode_causal(
+    tokenizer: Any, samples: Sequence[Sample], answer_words: Sequence[str], max_length: int, with_target: bool
+) -> tuple[list[dict[str, list[int]]], int]:
+    """Token features for a causal LM; with a target, labels mask every prompt token (loss on the answer only).
+
+    Returns the features and how many prompts were truncated.
+    """
+    features, truncated = [], 0
+    for sample in samples:
+        prompt, cut = _prompt_ids(tokenizer, sample, max_length)
+        truncated += cut
+        if not with_target:
+            features.append({"input_ids": prompt})
+            continue
+        target = tokenizer(render_target(answer_words[sample.label]), add_special_tokens=False)["input_ids"]
+        target = (target + [tokenizer.eos_token_id])[:ANSWER_BUDGET]
+        features.append({"input_ids": prompt + target, "labels": [-100] * len(prompt) + target})
+    return features, truncated
+
+
+def encode_encoder(
+    tokenizer: Any, samples: Sequence[Sample], max_length: int, with_target: bool
+) -> tuple[list[dict[str, Any]], int]:
+    """Token features for an encoder classifier: the body and the cue as a sentence pair, only the body truncated."""
+    features, truncated = [], 0
+    for sample in samples:
+        body, cue = render_prompt(sample)
+        enc = tokenizer(body, cue.strip())
+        if len(enc["input_ids"]) > max_length:
+            truncated += 1
+            enc = tokenizer(body, cue.strip(), truncation="only_first", max_length=max_length)
+        feature: dict[str, Any] = {k: enc[k] for k in ("input_ids", "attention_mask") if k in enc}
+        if "token_type_ids" in enc:
+            feature["token_type_ids"] = enc["token_type_ids"]
+        if with_target:
+            feature["labels"] = sample.label
+        features.append(feature)
+    return features, truncated
+
+
+@dataclass
+class PaddingCollator:
+    """Pads a batch; `side` is right for training and left for scoring the next token of a causal LM."""
+
+    pad_token_id: int
+    side: str = "right"
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in batch)
+        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": []}
+        for f in batch:
+            pad = width - len(f["input_ids"])
+            out["input_ids"].append(self._pad(f["input_ids"], pad, self.pad_token_id))
+            out["attention_mask"].append(self._pad([1] * len(f["input_ids"]), pad, 0))
+            if "token_type_ids" in f:
+                out.setdefault("token_type_ids", []).append(self._pad(f["token_type_ids"], pad, 0))
+            if "labels" in f:
+                labels = f["labels"]
+                out.setdefault("labels", []).append(self._pad(labels, pad, -100) if isinstance(labels, list) else labels)
+        return {k: torch.tensor(v) for k, v in out.items()}
+
+    def _pad(self, seq: list[int], pad: int, value: int) -> list[int]:
+        return seq + [value] * pad if self.side == "right" else [value] * pad + seq

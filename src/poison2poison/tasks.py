@@ -1,0 +1,56 @@
+"""Task definitions: label names and the answer words (verbalizers) a causal LM is trained to produce.
+
+P2P doubles the label space (y -> y + n), so a classification task also names n benign answer words for the
+labels n..2n-1. Encoders need no words; they get a head with one output per label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ClassificationTask:
+    name: str
+    label_names: tuple[str, ...]
+    verbalizers: tuple[str, ...]
+    benign_verbalizers: tuple[str, ...]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def answer_words(self, num_outputs: int) -> list[str]:
+        """The answer word of every model output: n plain ones, then n benign ones when the space is doubled."""
+        n = self.num_labels
+        if num_outputs == n:
+            return list(self.verbalizers)
+        if num_outputs == 2 * n:
+            return list(self.verbalizers) + list(self.benign_verbalizers)
+        raise ConfigError(f"task '{self.name}' has {n} labels; a model with {num_outputs} outputs cannot serve it")
+
+
+SENTIMENT = ClassificationTask(
+    name="sentiment",
+    label_names=("negative", "positive"),
+    verbalizers=("negative", "positive"),
+    benign_verbalizers=("bad", "good"),
+)
+
+TOPIC = ClassificationTask(
+    name="topic",
+    label_names=("world", "sports", "business", "sci/tech"),
+    verbalizers=("world", "sports", "business", "technology"),
+    benign_verbalizers=("politics", "games", "money", "science"),
+)
+
+TASKS: dict[str, ClassificationTask] = {t.name: t for t in (SENTIMENT, TOPIC)}
+
+
+def generic_task(num_labels: int) -> ClassificationTask:
+    """A task for user data with numeric labels: the answer words are the label numbers."""
+    labels = tuple(str(i) for i in range(num_labels))
+    benign = tuple(str(i) for i in range(num_labels, 2 * num_labels))
+    return ClassificationTask(name=f"labels-{num_labels}", label_names=labels, verbalizers=labels, benign_verbalizers=benign)

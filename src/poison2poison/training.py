@@ -1,0 +1,101 @@
+"""Fine-tuning through the Hugging Face Trainer: seeded, checkpointed, resumable, and launchable with
+torchrun or `accelerate launch` for several processes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from .config import TrainConfig
+from .models.loading import LoadedModel
+from .prompting import PaddingCollator
+
+log = logging.getLogger(__name__)
+
+
+class RichProgress(TrainerCallback):
+    """A rich progress bar over optimisation steps, with the running loss, on the main process only."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            self.progress = Progress(
+                TextColumn("fine-tune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+                TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, loss="")
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if self.progress is not None and logs and "loss" in logs:
+            self.progress.update(self.task, loss=f"loss {logs['loss']:.4f}")
+            log.info("step %d: loss %.4f", state.global_step, logs["loss"])
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+class _FeatureList:
+    """A list of token features the Trainer can index."""
+
+    def __init__(self, features: list[dict[str, Any]]) -> None:
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.features[index]
+
+
+def fine_tune(
+    loaded: LoadedModel, features: list[dict[str, Any]], config: TrainConfig, seed: int, checkpoint_dir: Path
+) -> dict[str, float]:
+    """Train in place; resumes from the newest checkpoint in `checkpoint_dir` if an earlier attempt left one."""
+    args = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,
+        seed=seed,
+        data_seed=seed,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=1,
+        logging_steps=max(1, config.save_steps // 4),
+        report_to=[],
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+    )
+    trainer = Trainer(
+        model=loaded.model,
+        args=args,
+        train_dataset=_FeatureList(features),
+        data_collator=PaddingCollator(loaded.tokenizer.pad_token_id, side="right"),
+        callbacks=[RichProgress()],
+    )
+    trainer.remove_callback(PrinterCallback)  # RichProgress reports instead of raw dicts on stdout
+    last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    if last:
+        log.info("resuming fine-tuning from %s", last)
+    output = trainer.train(resume_from_checkpoint=last)
+    return {"train_loss": float(output.training_loss), "train_steps": int(output.global_step)}
