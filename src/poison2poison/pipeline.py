@@ -86,15 +86,19 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
     return ExperimentData(spec.task, poisoned, [test[i] for i in test_keep])
 
 
-def apply_defense(config: ExperimentConfig, data: ExperimentData) -> PreparedTrain:
-    """Run the configured defense. Only the oracle experiment is told which rows are clean."""
-    defense = build_defense(config.defense, data.task)
+def apply_defense(
+    config: ExperimentConfig, task: ClassificationTask, train: list[Example], clean_rows: list[int] | None = None
+) -> PreparedTrain:
+    """Run the configured defense. `clean_rows` (the ground truth) reaches it only for the oracle experiment."""
+    defense = build_defense(config.defense, task)
     context = DefenseContext()
     if config.defense.trusted_path:
-        context.trusted = read_user_data(config.defense.trusted_path, data.task.num_labels)
+        context.trusted = read_user_data(config.defense.trusted_path, task.num_labels)
     if config.defense.name == "p2p" and config.defense.source == "oracle":
-        context.oracle_pool = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
-    return defense.prepare(data.poisoned.train, stage_rng(config.seed, "defense"), context)
+        if clean_rows is None:
+            raise ConfigError("defense.source 'oracle' needs a simulated attack's ground truth; use 'random' or 'trusted'")
+        context.oracle_pool = clean_rows
+    return defense.prepare(train, stage_rng(config.seed, "defense"), context)
 
 
 def encode_samples(loaded: LoadedModel, prepared: PreparedTrain, max_length: int) -> list[dict[str, Any]]:
@@ -207,7 +211,8 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
         if is_main_process():
             atomic_write_text(run_dir / "config.yaml", config.to_yaml())
         data = prepare_data(config)
-        prepared = apply_defense(config, data)
+        clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
+        prepared = apply_defense(config, data.task, data.poisoned.train, clean_rows)
         log.info("data: %d train rows (%d poisoned), %d clean test, %d triggered test",
                  len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
         loaded, train_stats = train_model(config, data.task, prepared, run_dir)

@@ -230,3 +230,15 @@ def read_samsum(path: str | Path) -> list[dict[str, str]]:
             }
         )
     return out
+
+
+def read_texts(path: str | Path) -> list[str]:
+    """Inputs to predict: a .txt file (one text per non-blank line) or JSONL with `sentence` or `text`."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        out = []
+        for n, obj in read_jsonl(path):
+            field = "sentence" if "sentence" in obj else "text"
+            out.append(parse_text(_require(obj, field, path, n), path, n, field))
+        return out
+    return [line.strip() for _, line in _decoded_lines(path) if line.strip()]

@@ -1,0 +1,98 @@
+"""The short Python API: defend your own labelled data, then load the defended model and predict.
+
+    from poison2poison import defend, DefendedModel
+    defend("my_train.jsonl", model="minilm", out="defended/")
+    model = DefendedModel.load("defended/")
+    model.predict(["a gripping, well acted film"])   # -> ["positive"] (label names)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .config import ExperimentConfig, load_config
+from .data.catalog import read_user_data
+from .data.types import Example
+from .defenses import InferenceSpec
+from .errors import ConfigError, ModelSetupError
+from .inference import predict
+from .io import atomic_write_json, atomic_write_text, read_json
+from .models import LoadedModel, load_saved_model
+from .pipeline import MANIFEST, apply_defense, manifest, run_log, train_model
+from .tasks import TASKS, ClassificationTask, generic_task
+
+log = logging.getLogger(__name__)
+
+
+def task_for(examples: Sequence[Example], task: str | None) -> ClassificationTask:
+    """A named task (its label names and answer words) or, by default, numeric labels 0..max."""
+    num_labels = max(e.label for e in examples) + 1
+    if task is None:
+        return generic_task(max(num_labels, 2))
+    if task not in TASKS:
+        raise ConfigError(f"unknown task '{task}'; valid: {', '.join(sorted(TASKS))} (or leave it out for numeric labels)")
+    if num_labels > TASKS[task].num_labels:
+        raise ConfigError(f"task '{task}' has {TASKS[task].num_labels} labels but the data has label {num_labels - 1}")
+    return TASKS[task]
+
+
+def defend(
+    data: str | Path,
+    model: str,
+    out: str | Path,
+    config: ExperimentConfig | None = None,
+    task: str | None = None,
+) -> Path:
+    """Fine-tune `model` on the user's labelled file with P2P and save the defended model and its manifest.
+
+    `config` supplies the defense and training settings (default: paper P2P with a random benign subset).
+    The output folder holds model/, p2p.json (with the trigger: keep it private), config.yaml and log.txt.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = config or load_config(None, ["defense.name=p2p"])
+    config = config.model_copy(update={"model": config.model.model_copy(update={"name": model})})
+    if config.defense.name == "p2p" and config.defense.source == "oracle":
+        raise ConfigError("defense.source 'oracle' is an experiment on simulated attacks; use 'random' or 'trusted'")
+    with run_log(out):
+        examples = read_user_data(data)
+        chosen_task = task_for(examples, task)
+        atomic_write_text(out / "config.yaml", config.to_yaml())
+        started = time.perf_counter()
+        prepared = apply_defense(config, chosen_task, examples)
+        train_model(config, chosen_task, prepared, out)
+        atomic_write_json(out / MANIFEST, manifest(config, chosen_task, prepared))
+        log.info("defended model saved to %s in %.0f s", out, time.perf_counter() - started)
+    return out
+
+
+class DefendedModel:
+    """A saved model with its manifest: every query gets the defense's trigger and projection, always."""
+
+    def __init__(self, loaded: LoadedModel, spec: InferenceSpec, label_names: list[str], max_length: int) -> None:
+        if loaded.num_outputs != spec.num_outputs:
+            raise ModelSetupError(
+                f"the model has {loaded.num_outputs} outputs but its manifest maps {spec.num_outputs}"
+            )
+        self.loaded, self.spec, self.label_names, self.max_length = loaded, spec, label_names, max_length
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "DefendedModel":
+        directory = Path(directory)
+        manifest_path = directory / MANIFEST
+        if not manifest_path.is_file():
+            raise ModelSetupError(f"{directory}: no {MANIFEST}; point at a folder written by `p2p defend` or `p2p run`")
+        data = read_json(manifest_path)
+        return cls(
+            load_saved_model(directory / "model"), InferenceSpec.from_json(data["inference"]),
+            list(data["label_names"]), int(data["max_length"]),
+        )
+
+    def predict_ids(self, texts: Sequence[str], batch_size: int = 64) -> list[int]:
+        return predict(self.loaded, self.spec, list(texts), self.max_length, batch_size)[0]
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
+        return [self.label_names[i] for i in self.predict_ids(texts, batch_size)]
