@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -85,6 +86,8 @@ def fine_tune(
         remove_unused_columns=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
+        # Without an accelerator, say so: then torchrun / `accelerate launch` processes join one gloo DDP group.
+        use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
     )
     trainer = Trainer(
         model=loaded.model,

