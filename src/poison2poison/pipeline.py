@@ -177,7 +177,8 @@ def run_log(run_dir: Path) -> Iterator[None]:
     root = logging.getLogger("poison2poison")
     root.addHandler(handler)
     previous = root.level
-    root.setLevel(logging.INFO)
+    if previous == logging.NOTSET or previous > logging.INFO:
+        root.setLevel(logging.INFO)
     try:
         yield
     finally:
