@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -8,9 +9,13 @@ from poison2poison.config import load_config
 from poison2poison.errors import ConfigError, ModelSetupError
 from poison2poison.models.tiny import train_tokenizer
 from poison2poison.pipeline import stratified_sample
-from poison2poison.prompting import ANSWER_BUDGET, PaddingCollator, Sample, answer_token_ids, encode_causal
-
-import random
+from poison2poison.prompting import (
+    ANSWER_BUDGET,
+    PaddingCollator,
+    Sample,
+    answer_token_ids,
+    encode_causal,
+)
 
 
 def test_overrides_and_validation(tmp_path: Path) -> None:

@@ -10,7 +10,12 @@ import torch
 from poison2poison import load_config, run_experiment
 from poison2poison.config import ModelConfig
 from poison2poison.errors import ConfigError, ModelSetupError
-from poison2poison.models import build_model, load_saved_model, resolve_model_source, save_model
+from poison2poison.models import (
+    build_model,
+    load_saved_model,
+    resolve_model_source,
+    save_model,
+)
 from poison2poison.models.loading import detect_kind
 from poison2poison.models.tiny import build_tiny_model, train_tokenizer
 

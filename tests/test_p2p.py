@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from poison2poison.config import DefenseConfig, load_config
 from poison2poison.data import Example
 from poison2poison.defenses import DefenseContext, InferenceSpec, build_defense
-from poison2poison.defenses.p2p import OFFICIAL_TRIGGER, P2P, mod_projection, resolve_trigger, select_benign_subset
+from poison2poison.defenses.p2p import (
+    OFFICIAL_TRIGGER,
+    P2P,
+    mod_projection,
+    resolve_trigger,
+    select_benign_subset,
+)
 from poison2poison.errors import ConfigError
 from poison2poison.pipeline import apply_defense
 from poison2poison.tasks import SENTIMENT, TOPIC, generic_task

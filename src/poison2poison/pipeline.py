@@ -28,7 +28,13 @@ from .data.types import Example, as_records
 from .defenses import DefenseContext, InferenceSpec, PreparedTrain, build_defense
 from .errors import ConfigError
 from .inference import predict
-from .io import atomic_write_json, atomic_write_jsonl, atomic_write_text, content_hash, read_json
+from .io import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_text,
+    content_hash,
+    read_json,
+)
 from .metrics import attack_success_rate, clean_accuracy
 from .models import LoadedModel, build_model, load_saved_model, save_model
 from .prompting import encode_causal, encode_encoder, render_prompt

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
 
 from ..config import ModelConfig
 from ..errors import ConfigError, ModelSetupError
