@@ -106,6 +106,7 @@ def build_model(
     config: ModelConfig, num_outputs: int, answer_words: Sequence[str] | None, corpus: Sequence[str]
 ) -> LoadedModel:
     """A fresh model ready to fine-tune. `corpus` (the rendered training prompts) trains the `tiny` tokenizer."""
+    tokenizer: Any
     if config.name == "tiny":
         tokenizer = train_tokenizer(list(corpus) + [f" {w}" for w in answer_words or []], config.tiny_vocab_size)
         loaded = LoadedModel(build_tiny_model(config, tokenizer), tokenizer, "causal", list(answer_words or []))
