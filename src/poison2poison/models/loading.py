@@ -127,7 +127,7 @@ def build_model(
     if loaded.kind == "causal":
         if not loaded.answer_words:
             raise ModelSetupError("a causal LM needs answer words (verbalizers) for every output")
-        loaded.answer_ids  # noqa: B018 - checks the verbalizers' first tokens are distinct, before any training
+        answer_token_ids(loaded.tokenizer, loaded.answer_words)  # refuses clashing verbalizers before any training
     if config.finetune == "lora":
         if config.name == "tiny":
             raise ConfigError("model 'tiny' is trained from scratch; use model.finetune=full")
