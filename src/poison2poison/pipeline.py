@@ -39,13 +39,13 @@ from .metrics import attack_success_rate, clean_accuracy
 from .models import LoadedModel, build_model, load_saved_model, save_model
 from .prompting import encode_causal, encode_encoder, render_prompt
 from .seeding import stage_rng
+from .summary import METRICS
 from .tasks import ClassificationTask
 from .training import fine_tune
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "p2p.json"
-METRICS = "metrics.json"
 
 
 def stratified_sample(keys: Sequence[Hashable], size: int | None, rng: random.Random) -> list[int]:
