@@ -62,7 +62,7 @@ def defend(
         chosen_task = task_for(examples, task)
         atomic_write_text(out / "config.yaml", config.to_yaml())
         started = time.perf_counter()
-        prepared = apply_defense(config, chosen_task, examples)
+        prepared = apply_defense(config, chosen_task, examples, screening_path=out / "screening.json")
         train_model(config, chosen_task, prepared, out)
         atomic_write_json(out / MANIFEST, manifest(config, chosen_task, prepared))
         log.info("defended model saved to %s in %.0f s", out, time.perf_counter() - started)

@@ -42,6 +42,24 @@ class DefenseConfig(_Strict):
     secret_seed: int | None = Field(None, description="pins the 'secret' trigger, for reproducible experiments")
     separate_cue: bool = True
     mode: Literal["replace", "append"] = "replace"
+    trusted_size: int | None = Field(
+        None, gt=0, description="experiments: simulate a vouched set of this many clean held-out training rows"
+    )
+    # Robust P2P (ours, beyond the paper). The defaults reproduce the paper.
+    screen: list[Literal["lexical", "reference"]] = Field(
+        default_factory=list,
+        description="signals that score each row's suspicion: label-pure n-grams, a short reference fine-tune",
+    )
+    screen_model: str | None = Field(None, description="reference model; default: model.name")
+    screen_epochs: float = Field(1.0, gt=0)
+    screen_min_count: int = Field(5, ge=2, description="lexical: n-grams seen in fewer rows are not scored")
+    screen_pool: float = Field(
+        0.4, gt=0.0, le=1.0, description="the benign subset is drawn from this least-suspicious fraction of each label"
+    )
+    drop_suspicious: float = Field(
+        0.0, ge=0.0, lt=1.0, description="fraction of rows, most suspicious first, left out of training"
+    )
+    oversample: int = Field(1, ge=1, description="each benign sample is shown this many times (PDB uses 5)")
 
 
 class ModelConfig(_Strict):
@@ -52,6 +70,7 @@ class ModelConfig(_Strict):
     lora_alpha: int = Field(16, gt=0)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
     max_length: int = Field(128, ge=16)
+    freeze_embeddings: bool = Field(False, description="keep the input embeddings fixed (about 2x faster on CPU)")
     tiny_hidden_size: int = Field(128, gt=0)
     tiny_layers: int = Field(4, gt=0)
     tiny_vocab_size: int = Field(4096, ge=300)

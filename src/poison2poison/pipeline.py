@@ -14,7 +14,7 @@ import shutil
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Hashable, Iterator, Sequence
 
@@ -37,11 +37,11 @@ from .io import (
 )
 from .metrics import attack_success_rate, clean_accuracy
 from .models import LoadedModel, build_model, load_saved_model, save_model
-from .prompting import encode_causal, encode_encoder, render_prompt
+from .prompting import render_prompt
 from .seeding import stage_rng
 from .summary import METRICS
 from .tasks import ClassificationTask
-from .training import fine_tune
+from .training import encode_training_samples, fine_tune
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ class ExperimentData:
     task: ClassificationTask
     poisoned: PoisonedData
     test: list[Example]
+    held_out_clean: list[Example] = field(default_factory=list)
+    """Clean training rows left out of the subsample: the source of a simulated trusted set."""
 
 
 def prepare_data(config: ExperimentConfig) -> ExperimentData:
@@ -82,6 +84,8 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
         [(e.label, m) for e, m in zip(poisoned.train, poisoned.mask)], config.data.train_size,
         stage_rng(config.seed, "train-subsample"),
     )
+    kept = set(keep)
+    held_out_clean = [e for i, (e, m) in enumerate(zip(poisoned.train, poisoned.mask)) if i not in kept and not m]
     poisoned.train = [poisoned.train[i] for i in keep]
     poisoned.mask = [poisoned.mask[i] for i in keep]
     test_keep = stratified_sample([e.label for e in test], config.data.test_size, stage_rng(config.seed, "test-subsample"))
@@ -89,34 +93,68 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
         [e.label for e in poisoned.asr_test], config.data.test_size, stage_rng(config.seed, "asr-subsample")
     )
     poisoned.asr_test = [poisoned.asr_test[i] for i in asr_keep]
-    return ExperimentData(spec.task, poisoned, [test[i] for i in test_keep])
+    return ExperimentData(spec.task, poisoned, [test[i] for i in test_keep], held_out_clean)
+
+
+def simulated_trusted_set(config: ExperimentConfig, data: ExperimentData) -> list[Example] | None:
+    """For experiments: `defense.trusted_size` clean training rows outside the subsample, stratified by label,
+    standing in for a set the defender vouches for."""
+    size = config.defense.trusted_size
+    if size is None:
+        return None
+    pool = data.held_out_clean
+    if size > len(pool):
+        raise ConfigError(f"defense.trusted_size {size} exceeds the {len(pool)} clean rows left outside the subsample")
+    keep = stratified_sample([e.label for e in pool], size, stage_rng(config.seed, "trusted"))
+    return [pool[i] for i in keep]
 
 
 def apply_defense(
-    config: ExperimentConfig, task: ClassificationTask, train: list[Example], clean_rows: list[int] | None = None
+    config: ExperimentConfig,
+    task: ClassificationTask,
+    train: list[Example],
+    clean_rows: list[int] | None = None,
+    trusted: list[Example] | None = None,
+    screening_path: Path | None = None,
 ) -> PreparedTrain:
-    """Run the configured defense. `clean_rows` (the ground truth) reaches it only for the oracle experiment."""
+    """Run the configured defense. `clean_rows` (the ground truth) reaches it only for the oracle experiment.
+
+    Screening, when asked for, runs here; with `screening_path` its result is saved there and reused on resume.
+    """
     defense = build_defense(config.defense, task)
-    context = DefenseContext()
+    context = DefenseContext(trusted=trusted)
     if config.defense.trusted_path:
         context.trusted = read_user_data(config.defense.trusted_path, task.num_labels)
     if config.defense.name == "p2p" and config.defense.source == "oracle":
         if clean_rows is None:
             raise ConfigError("defense.source 'oracle' needs a simulated attack's ground truth; use 'random' or 'trusted'")
         context.oracle_pool = clean_rows
-    return defense.prepare(train, stage_rng(config.seed, "defense"), context)
+    screen_seconds: dict[str, float] = {}
+    if config.defense.name == "p2p" and config.defense.screen:
+        context.suspicion, screen_seconds = screened_suspicion(config, task, train, screening_path)
+    prepared = defense.prepare(train, stage_rng(config.seed, "defense"), context)
+    if screen_seconds:
+        prepared.details["screen_seconds"] = screen_seconds
+    return prepared
 
 
-def encode_samples(loaded: LoadedModel, prepared: PreparedTrain, max_length: int) -> list[dict[str, Any]]:
-    if loaded.kind == "causal":
-        features, truncated = encode_causal(
-            loaded.tokenizer, prepared.samples, loaded.answer_words or [], max_length, with_target=True
-        )
-    else:
-        features, truncated = encode_encoder(loaded.tokenizer, prepared.samples, max_length, with_target=True)
-    if truncated:
-        log.info("%d of %d training prompts were truncated to %d tokens", truncated, len(features), max_length)
-    return features
+def screened_suspicion(
+    config: ExperimentConfig, task: ClassificationTask, train: list[Example], path: Path | None
+) -> tuple[list[float], dict[str, float]]:
+    """Suspicion per row, computed once per training set and screening setting, then read back."""
+    key = content_hash([as_records(train), config.defense.model_dump(mode="json"), config.model.model_dump(mode="json")])
+    if path is not None and path.is_file():
+        saved = read_json(path)
+        if saved.get("key") == key:
+            log.info("screening already done; reading %s", path)
+            return saved["suspicion"], saved["seconds"]
+    from .screening import screen_rows  # needs torch only when a reference fine-tune is asked for
+
+    suspicion, seconds = screen_rows(config, task, train)
+    values = [round(float(v), 6) for v in suspicion]
+    if path is not None and is_main_process():
+        atomic_write_json(path, {"key": key, "suspicion": values, "seconds": seconds})
+    return values, seconds
 
 
 def train_model(
@@ -132,7 +170,7 @@ def train_model(
     words = task.answer_words(prepared.spec.num_outputs)
     corpus = ["".join(render_prompt(s)) for s in prepared.samples]
     loaded = build_model(config.model, prepared.spec.num_outputs, words, corpus)
-    features = encode_samples(loaded, prepared, config.model.max_length)
+    features = encode_training_samples(loaded, prepared.samples, config.model.max_length)
     start = time.perf_counter()
     stats: dict[str, Any] = fine_tune(loaded, features, config.train, config.seed, run_dir / "checkpoints")
     stats["train_seconds"] = round(time.perf_counter() - start, 2)
@@ -219,7 +257,10 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
             atomic_write_text(run_dir / "config.yaml", config.to_yaml())
         data = prepare_data(config)
         clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
-        prepared = apply_defense(config, data.task, data.poisoned.train, clean_rows)
+        prepared = apply_defense(
+            config, data.task, data.poisoned.train, clean_rows, simulated_trusted_set(config, data),
+            run_dir / "screening.json",
+        )
         log.info("data: %d train rows (%d poisoned), %d clean test, %d triggered test",
                  len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
         loaded, train_stats = train_model(config, data.task, prepared, run_dir)
@@ -237,6 +278,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
                 "attack": config.attack.name,
                 "attack_rate": config.attack.rate,
                 "poisoned_count": data.poisoned.poisoned_count,
+                **defense_accounting(config, data, prepared),
                 "train_rows": len(data.poisoned.train),
                 "model": config.model.name,
                 "dataset": config.data.dataset,
@@ -253,6 +295,37 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
         log.info("CA %.4f (n=%d)  ASR %.4f (n=%d)", metrics["clean_accuracy"], metrics["clean_count"],
                  metrics["attack_success_rate"], metrics["asr_count"])
         return metrics
+
+
+def defense_accounting(config: ExperimentConfig, data: ExperimentData, prepared: PreparedTrain) -> dict[str, Any]:
+    """What the defense did, scored against the ground truth after the fact (the defense never saw the mask)."""
+    mask = data.poisoned.mask
+    screen = prepared.details.get("screen_seconds", {})
+    return {
+        "defense_variant": defense_variant(config),
+        "benign_rows": len(prepared.benign_rows),
+        "benign_poisoned": sum(mask[i] for i in prepared.benign_rows),
+        "dropped_rows": len(prepared.dropped_rows),
+        "dropped_poisoned": sum(mask[i] for i in prepared.dropped_rows),
+        "screen_seconds": round(sum(screen.values()), 2),
+    }
+
+
+def defense_variant(config: ExperimentConfig) -> str:
+    """A short name for the defense and its non-default options, e.g. `p2p(random, screen=lexical, drop=0.1)`."""
+    d = config.defense
+    if d.name != "p2p":
+        return d.name
+    parts = [d.source]
+    if d.trusted_size:
+        parts.append(f"trusted={d.trusted_size}")
+    if d.screen:
+        parts.append("screen=" + "+".join(d.screen))
+    if d.drop_suspicious:
+        parts.append(f"drop={d.drop_suspicious:g}")
+    if d.oversample > 1:
+        parts.append(f"oversample={d.oversample}")
+    return f"p2p({', '.join(parts)})"
 
 
 def data_hashes(data: ExperimentData, prepared: PreparedTrain) -> dict[str, str]:

@@ -30,24 +30,35 @@ def mean_std(values: list[float], digits: int = 3) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-COLUMNS = ("run", "defense", "seeds", "CA", "ASR", "CA n", "ASR n", "poisoned rows", "fine-tune s", "wall s")
+COLUMNS = (
+    "run", "defense", "seeds", "CA", "ASR", "CA n", "ASR n", "poisoned rows", "poisoned in benign", "dropped (poisoned)",
+    "fine-tune s", "screen s", "wall s",
+)
+
+
+def defense_label(metrics: dict[str, Any]) -> str:
+    if metrics.get("defense_variant"):
+        return str(metrics["defense_variant"])
+    return metrics["defense"] + (f" ({metrics['defense_source']})" if metrics.get("defense_source") else "")
 
 
 def markdown_table(groups: dict[str, list[dict[str, Any]]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for name, runs in groups.items():
         first = runs[0]
-        defense = first["defense"] + (f" ({first['defense_source']})" if first.get("defense_source") else "")
         cells = [
             name,
-            defense,
+            defense_label(first),
             ", ".join(str(r["seed"]) for r in runs),
             mean_std([r["clean_accuracy"] for r in runs]),
             mean_std([r["attack_success_rate"] for r in runs]),
             str(first["clean_count"]),
             str(first["asr_count"]),
             str(first["poisoned_count"]),
+            mean_std([r.get("benign_poisoned", 0) for r in runs], 1),
+            f"{mean_std([r.get('dropped_rows', 0) for r in runs], 0)} ({mean_std([r.get('dropped_poisoned', 0) for r in runs], 1)})",
             mean_std([r["train_seconds"] for r in runs], 0),
+            mean_std([r.get("screen_seconds", 0.0) for r in runs], 0),
             mean_std([r["wall_seconds"] for r in runs], 0),
         ]
         lines.append("| " + " | ".join(cells) + " |")

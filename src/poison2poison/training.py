@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from rich.progress import (
@@ -21,7 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .config import TrainConfig
 from .models.loading import LoadedModel
-from .prompting import PaddingCollator
+from .prompting import PaddingCollator, Sample, encode_causal, encode_encoder
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,17 @@ class _FeatureList:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.features[index]
+
+
+def encode_training_samples(loaded: LoadedModel, samples: Sequence[Sample], max_length: int) -> list[dict[str, Any]]:
+    """Token features with targets; truncation is counted in the log, never silent."""
+    if loaded.kind == "causal":
+        features, truncated = encode_causal(loaded.tokenizer, samples, loaded.answer_words or [], max_length, True)
+    else:
+        features, truncated = encode_encoder(loaded.tokenizer, samples, max_length, with_target=True)
+    if truncated:
+        log.info("%d of %d training prompts were truncated to %d tokens", truncated, len(features), max_length)
+    return features
 
 
 def fine_tune(

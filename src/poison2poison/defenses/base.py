@@ -55,6 +55,8 @@ class DefenseContext:
     trusted: list[Example] | None = None
     oracle_pool: list[int] | None = None
     """Row indices known to be clean; set only for the oracle experiment, which reproduces the official code."""
+    suspicion: list[float] | None = None
+    """Per training row, from screening (higher = more likely poisoned); set when the defense asks for it."""
 
 
 @dataclass
@@ -62,6 +64,10 @@ class PreparedTrain:
     samples: list[Sample]
     spec: InferenceSpec
     details: dict[str, Any] = field(default_factory=dict)
+    benign_rows: list[int] = field(default_factory=list)
+    """Training rows shown in a benign context (indices into the untrusted set), for the run's own accounting."""
+    dropped_rows: list[int] = field(default_factory=list)
+    """Training rows the defense left out."""
 
 
 class Defense(ABC):

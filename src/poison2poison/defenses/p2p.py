@@ -79,27 +79,58 @@ def mod_projection(num_labels: int) -> tuple[int, ...]:
     return tuple(j % num_labels for j in range(2 * num_labels))
 
 
+def most_suspicious(suspicion: Sequence[float], fraction: float) -> list[int]:
+    """Sorted indices of the round(fraction * count) most suspicious rows (ties go to the lower index)."""
+    count = round(fraction * len(suspicion))
+    order = sorted(range(len(suspicion)), key=lambda i: (-suspicion[i], i))
+    return sorted(order[:count])
+
+
+def least_suspicious_pool(
+    labels: Sequence[int], suspicion: Sequence[float], fraction: float, candidates: Sequence[int]
+) -> list[int]:
+    """Sorted indices of the least suspicious `fraction` of each label's candidate rows (at least one per label)."""
+    by_label: dict[int, list[int]] = defaultdict(list)
+    for i in candidates:
+        by_label[labels[i]].append(i)
+    pool: list[int] = []
+    for rows in by_label.values():
+        rows.sort(key=lambda i: (suspicion[i], i))
+        pool.extend(rows[: max(1, round(fraction * len(rows)))])
+    return sorted(pool)
+
+
 class P2P(Defense):
+    """Paper P2P, plus our robust options (screened benign subset, dropping suspicious rows, oversampling).
+
+    With the default settings it is the paper's method, row for row.
+    """
+
     name = "p2p"
 
     def prepare(self, train: list[Example], rng: random.Random, context: DefenseContext) -> PreparedTrain:
         cfg, n = self.config, self.task.num_labels
         trigger = resolve_trigger(cfg.trigger, cfg.secret_seed)
         cue = BENIGN_CUE if cfg.separate_cue else PLAIN_CUE
-        benign_rows, subset = self._benign_rows(train, rng, context)
+        dropped = self._dropped_rows(train, context)
+        dropped_set = set(dropped)
+        kept = [i for i in range(len(train)) if i not in dropped_set]
+        benign_rows, subset = self._benign_rows(train, kept, rng, context)
 
-        def benign(example: Example) -> Sample:
-            return Sample(example.text, extended_label(example.label, n), trigger, cue)
+        def benign(example: Example) -> list[Sample]:
+            return [Sample(example.text, extended_label(example.label, n), trigger, cue)] * cfg.oversample
 
-        plain = [Sample(e.text, e.label) for e in train]
         if cfg.source == "trusted" or cfg.mode == "append":
-            samples = plain + [benign(e) for e in benign_rows]
+            samples = [Sample(train[i].text, train[i].label) for i in kept]
+            samples += [s for e in benign_rows for s in benign(e)]
         else:
             chosen = set(subset)
-            samples = [benign(e) if i in chosen else s for i, (e, s) in enumerate(zip(train, plain))]
-        log.info("p2p: %d benign samples (source %s%s, mode %s), trigger %s",
-                 len(benign_rows), cfg.source, ", EXPERIMENT ONLY" if cfg.source == "oracle" else "",
-                 cfg.mode, fingerprint(trigger))
+            samples = [
+                s for i in kept for s in (benign(train[i]) if i in chosen else [Sample(train[i].text, train[i].label)])
+            ]
+        log.info("p2p: %d benign rows x%d (source %s%s, mode %s, screened %s), %d rows dropped, trigger %s",
+                 len(benign_rows), cfg.oversample, cfg.source, ", EXPERIMENT ONLY" if cfg.source == "oracle" else "",
+                 cfg.mode, "+".join(cfg.screen) or "no", len(dropped), fingerprint(trigger))
         spec = InferenceSpec(self.name, trigger, cue, mod_projection(n))
         details = {
             "source": cfg.source,
@@ -108,20 +139,41 @@ class P2P(Defense):
             "mode": "append" if cfg.source == "trusted" else cfg.mode,
             "benign_count": len(benign_rows),
             "benign_label_counts": {str(k): sum(1 for e in benign_rows if e.label == k) for k in range(n)},
+            "oversample": cfg.oversample,
+            "screen": list(cfg.screen),
+            "dropped_count": len(dropped),
             "trigger_fingerprint": fingerprint(trigger),
         }
-        return PreparedTrain(samples, spec, details)
+        return PreparedTrain(samples, spec, details, benign_rows=subset, dropped_rows=dropped)
+
+    def _dropped_rows(self, train: list[Example], context: DefenseContext) -> list[int]:
+        if self.config.drop_suspicious == 0:
+            return []
+        return most_suspicious(self._suspicion(train, context), self.config.drop_suspicious)
+
+    def _suspicion(self, train: list[Example], context: DefenseContext) -> list[float]:
+        if context.suspicion is None:
+            raise ConfigError("defense.drop_suspicious and a screened benign subset need defense.screen signals")
+        if len(context.suspicion) != len(train):
+            raise ConfigError(f"screening scored {len(context.suspicion)} rows, the training set has {len(train)}")
+        return context.suspicion
 
     def _benign_rows(
-        self, train: list[Example], rng: random.Random, context: DefenseContext
+        self, train: list[Example], kept: list[int], rng: random.Random, context: DefenseContext
     ) -> tuple[list[Example], list[int]]:
         cfg = self.config
         if cfg.source == "trusted":
             if not context.trusted:
                 raise ConfigError("defense.source is 'trusted' but no trusted data was given (defense.trusted_path)")
             return list(context.trusted), []
-        if cfg.source == "oracle" and context.oracle_pool is None:
-            raise ConfigError("defense.source 'oracle' needs the attack's clean rows; it exists for experiments only")
-        pool = context.oracle_pool if cfg.source == "oracle" else None
-        subset = select_benign_subset([e.label for e in train], cfg.rho, rng, pool)
+        labels = [e.label for e in train]
+        if cfg.source == "oracle":
+            if context.oracle_pool is None:
+                raise ConfigError("defense.source 'oracle' needs the attack's clean rows; it exists for experiments only")
+            pool: list[int] | None = sorted(set(context.oracle_pool) & set(kept))
+        elif cfg.screen:
+            pool = least_suspicious_pool(labels, self._suspicion(train, context), cfg.screen_pool, kept)
+        else:
+            pool = None if len(kept) == len(train) else kept
+        subset = select_benign_subset(labels, cfg.rho, rng, pool)
         return [train[i] for i in subset], subset

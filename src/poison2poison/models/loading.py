@@ -128,6 +128,8 @@ def build_model(
         if not loaded.answer_words:
             raise ModelSetupError("a causal LM needs answer words (verbalizers) for every output")
         answer_token_ids(loaded.tokenizer, loaded.answer_words)  # refuses clashing verbalizers before any training
+    if config.freeze_embeddings:
+        loaded.model.get_input_embeddings().weight.requires_grad_(False)
     if config.finetune == "lora":
         if config.name == "tiny":
             raise ConfigError("model 'tiny' is trained from scratch; use model.finetune=full")

@@ -1,0 +1,131 @@
+"""Screening (ours, beyond the paper): score how suspicious each untrusted training row is, without the poison mask.
+
+Robust P2P draws its benign subset from the least suspicious rows and may leave the most suspicious out of
+training. Dirty-label poison shows in one of two ways, so there are two signals:
+
+- `lexical`: n-grams whose rows carry one label far more often than chance. A word or sentence trigger is such an
+  n-gram (every poisoned row has the target label); so are strong sentiment words, which is why the score is a
+  rank, not a verdict. Costs no training.
+- `reference`: a short fine-tune on the rows as given. Where the trigger is not yet learned, a poisoned row's content
+  argues for another label, and the reference gives its own label low confidence.
+
+Each signal becomes a percentile rank within the row's label; a row's suspicion is the largest of its ranks.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy.stats import binom
+
+from .config import ExperimentConfig
+from .data.types import Example
+from .errors import ConfigError
+from .inference import score_samples
+from .models import build_model
+from .prompting import Sample, render_prompt
+from .tasks import ClassificationTask
+from .training import encode_training_samples, fine_tune
+
+log = logging.getLogger(__name__)
+
+MAX_NGRAM = 3
+
+
+def row_ngrams(text: str, max_n: int = MAX_NGRAM) -> set[str]:
+    words = text.lower().split()
+    return {" ".join(words[i : i + n]) for n in range(1, max_n + 1) for i in range(len(words) - n + 1)}
+
+
+def lexical_scores(texts: Sequence[str], labels: Sequence[int], min_count: int = 5) -> np.ndarray:
+    """Per row: the strongest evidence (-log binomial tail) that one of its n-grams is over-represented in the
+    row's own label. n-grams in fewer than `min_count` rows score 0."""
+    if len(texts) != len(labels):
+        raise ValueError("texts and labels differ in length")
+    grams = [row_ngrams(t) for t in texts]
+    counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for row_grams, label in zip(grams, labels):
+        for gram in row_grams:
+            counts[gram][label] += 1
+    total = len(labels)
+    base = {label: sum(1 for y in labels if y == label) / total for label in set(labels)}
+    cache: dict[tuple[str, int], float] = {}
+
+    def evidence(gram: str, label: int) -> float:
+        key = (gram, label)
+        if key not in cache:
+            seen = sum(counts[gram].values())
+            hits = counts[gram][label]
+            cache[key] = 0.0 if seen < min_count else float(-binom.logsf(hits - 1, seen, base[label]))
+        return cache[key]
+
+    return np.array([max((evidence(g, y) for g in row_grams), default=0.0) for row_grams, y in zip(grams, labels)])
+
+
+def percentile_within_label(scores: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+    """Rank of each score among the rows of its label, scaled to [0, 1] (ties share their mean rank)."""
+    out = np.zeros(len(scores))
+    labels_arr = np.asarray(labels)
+    for label in np.unique(labels_arr):
+        idx = np.flatnonzero(labels_arr == label)
+        if len(idx) == 1:
+            out[idx] = 0.5
+            continue
+        order = scores[idx].argsort(kind="stable")
+        ranks = np.empty(len(idx))
+        ranks[order] = np.arange(len(idx))
+        for value in np.unique(scores[idx]):  # ties: mean rank, so equal evidence means equal suspicion
+            tied = scores[idx] == value
+            ranks[tied] = ranks[tied].mean()
+        out[idx] = ranks / (len(idx) - 1)
+    return out
+
+
+def combine_suspicion(signals: dict[str, np.ndarray], labels: Sequence[int]) -> np.ndarray:
+    """A row is as suspicious as its most suspicious signal, each signal ranked within the row's label."""
+    if not signals:
+        raise ValueError("no screening signal to combine")
+    ranked = [percentile_within_label(np.asarray(s, dtype=float), labels) for s in signals.values()]
+    return np.max(np.stack(ranked), axis=0)
+
+
+def reference_doubt(config: ExperimentConfig, task: ClassificationTask, train: Sequence[Example]) -> np.ndarray:
+    """1 - the confidence a short reference fine-tune gives each row's own label."""
+    model_config = config.model.model_copy(update={"name": config.defense.screen_model or config.model.name})
+    train_config = config.train.model_copy(update={"epochs": config.defense.screen_epochs})
+    samples = [Sample(e.text, e.label) for e in train]
+    words = task.answer_words(task.num_labels)
+    loaded = build_model(model_config, task.num_labels, words, ["".join(render_prompt(s)) for s in samples])
+    features = encode_training_samples(loaded, samples, model_config.max_length)
+    with tempfile.TemporaryDirectory(prefix="p2p-screen-") as tmp:
+        fine_tune(loaded, features, train_config, config.seed, Path(tmp))
+    scores = score_samples(loaded, samples, model_config.max_length, config.train.eval_batch_size, "screen")
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probs = shifted / shifted.sum(axis=1, keepdims=True)
+    return 1.0 - probs[np.arange(len(samples)), [e.label for e in train]]
+
+
+def screen_rows(
+    config: ExperimentConfig, task: ClassificationTask, train: Sequence[Example]
+) -> tuple[np.ndarray, dict[str, float]]:
+    """(suspicion per row in [0, 1], seconds spent per signal)."""
+    signals: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    labels = [e.label for e in train]
+    for signal in config.defense.screen:
+        start = time.perf_counter()
+        if signal == "lexical":
+            signals[signal] = lexical_scores([e.text for e in train], labels, config.defense.screen_min_count)
+        elif signal == "reference":
+            signals[signal] = reference_doubt(config, task, train)
+        else:
+            raise ConfigError(f"unknown screening signal '{signal}'; valid: lexical, reference")
+        seconds[signal] = round(time.perf_counter() - start, 2)
+        log.info("screening signal %s took %.1f s", signal, seconds[signal])
+    return combine_suspicion(signals, labels), seconds

@@ -1,0 +1,171 @@
+"""Robust P2P: screening signals, dropping suspicious rows, the screened benign subset, oversampling and the
+simulated trusted set. These tests check data invariants only; effectiveness is measured in docs/robust.md."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from poison2poison.config import DefenseConfig, load_config
+from poison2poison.data import Example
+from poison2poison.data.catalog import load_split
+from poison2poison.defenses import DefenseContext
+from poison2poison.defenses.p2p import P2P, least_suspicious_pool, most_suspicious
+from poison2poison.errors import ConfigError
+from poison2poison.io import read_json
+from poison2poison.pipeline import apply_defense, prepare_data, run_experiment, simulated_trusted_set
+from poison2poison.screening import combine_suspicion, lexical_scores, percentile_within_label
+from poison2poison.tasks import SENTIMENT
+
+WORDS = "good bad film plot actor scene story music slow fun dull sharp long short warm cold".split()
+
+
+def _corpus(size: int, seed: int = 0) -> list[Example]:
+    rng = random.Random(seed)
+    return [Example(" ".join(rng.choice(WORDS) for _ in range(6)), rng.randint(0, 1)) for _ in range(size)]
+
+
+def test_lexical_score_singles_out_a_label_pure_inserted_word() -> None:
+    rows = _corpus(400)
+    poisoned = set(random.Random(1).sample(range(400), 20))
+    rows = [Example(e.text + " cf", 1) if i in poisoned else e for i, e in enumerate(rows)]
+    scores = lexical_scores([e.text for e in rows], [e.label for e in rows], min_count=5)
+    top = set(np.argsort(-scores, kind="stable")[:20].tolist())
+    assert top == poisoned
+
+
+def test_lexical_score_ignores_rare_ngrams_and_checks_lengths() -> None:
+    scores = lexical_scores(["alpha beta", "gamma delta", "alpha beta"], [1, 0, 1], min_count=5)
+    assert scores.tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError):
+        lexical_scores(["a"], [0, 1])
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.lists(st.tuples(st.integers(0, 2), st.floats(-5, 5)), min_size=1, max_size=80))
+def test_percentiles_are_within_label_monotone_and_tie_fair(data: list[tuple[int, float]]) -> None:
+    labels = [label for label, _ in data]
+    scores = np.array([score for _, score in data])
+    ranks = percentile_within_label(scores, labels)
+    assert ((ranks >= 0) & (ranks <= 1)).all()
+    for i in range(len(data)):
+        for j in range(len(data)):
+            if labels[i] == labels[j] and scores[i] < scores[j]:
+                assert ranks[i] < ranks[j]
+            if labels[i] == labels[j] and scores[i] == scores[j]:
+                assert ranks[i] == ranks[j]
+
+
+def test_combined_suspicion_is_the_largest_rank() -> None:
+    labels = [0, 0, 0, 1, 1]
+    a, b = np.array([0.0, 1.0, 2.0, 0.0, 1.0]), np.array([2.0, 1.0, 0.0, 0.0, 1.0])
+    assert combine_suspicion({"a": a, "b": b}, labels).tolist() == [1.0, 0.5, 1.0, 0.0, 1.0]
+    with pytest.raises(ValueError):
+        combine_suspicion({}, labels)
+
+
+suspicion_rows = st.lists(st.tuples(st.integers(0, 1), st.floats(0, 1)), min_size=20, max_size=200)
+
+
+@settings(max_examples=50, deadline=None)
+@given(rows=suspicion_rows, drop=st.floats(0.0, 0.3), seed=st.integers(0, 100))
+def test_dropped_rows_are_the_most_suspicious_and_never_benign(rows, drop: float, seed: int) -> None:
+    train = [Example(f"row {i}", label) for i, (label, _) in enumerate(rows)]
+    suspicion = [s for _, s in rows]
+    config = DefenseConfig(name="p2p", rho=0.2, screen=["lexical"], screen_pool=0.5, drop_suspicious=drop)
+    try:
+        prepared = P2P(config, SENTIMENT).prepare(train, random.Random(seed), DefenseContext(suspicion=suspicion))
+    except ConfigError:
+        return  # a label too small to fill its benign share from the pool: refused, never padded with other rows
+    dropped = set(prepared.dropped_rows)
+    assert len(dropped) == round(drop * len(train))
+    if dropped:
+        assert min(suspicion[i] for i in dropped) >= max(suspicion[i] for i in range(len(train)) if i not in dropped)
+    assert not dropped & set(prepared.benign_rows)
+    kept_texts = Counter(s.text for s in prepared.samples)
+    assert all(kept_texts[train[i].text] == 0 for i in dropped)
+    assert sum(kept_texts.values()) == len(train) - len(dropped)
+    pool = least_suspicious_pool([e.label for e in train], suspicion, 0.5, [i for i in range(len(train)) if i not in dropped])
+    assert set(prepared.benign_rows) <= set(pool)
+
+
+def test_most_suspicious_breaks_ties_by_index() -> None:
+    assert most_suspicious([0.5, 0.9, 0.9, 0.1], 0.5) == [1, 2]
+    assert most_suspicious([0.5, 0.9], 0.0) == []
+
+
+def test_least_suspicious_pool_takes_a_share_of_each_label() -> None:
+    labels = [0] * 10 + [1] * 10
+    suspicion = [i / 20 for i in range(20)]
+    assert least_suspicious_pool(labels, suspicion, 0.3, range(20)) == [0, 1, 2, 10, 11, 12]
+
+
+@pytest.mark.parametrize("mode,extra", [("replace", 0), ("append", 20)])
+def test_oversampling_repeats_each_benign_sample(mode: str, extra: int) -> None:
+    train = [Example(f"row {i}", i % 2) for i in range(100)]
+    prepared = P2P(DefenseConfig(name="p2p", oversample=5, mode=mode), SENTIMENT).prepare(
+        train, random.Random(0), DefenseContext()
+    )
+    benign = Counter(s.text for s in prepared.samples if s.trigger)
+    assert len(benign) == 20 and set(benign.values()) == {5}
+    assert len(prepared.samples) == 80 + extra + 100
+
+
+def test_screening_options_need_suspicion_and_defaults_are_the_paper() -> None:
+    train = [Example(f"row {i}", i % 2) for i in range(50)]
+    with pytest.raises(ConfigError, match="screen"):
+        P2P(DefenseConfig(name="p2p", drop_suspicious=0.1), SENTIMENT).prepare(train, random.Random(0), DefenseContext())
+    paper = P2P(DefenseConfig(name="p2p"), SENTIMENT).prepare(train, random.Random(3), DefenseContext())
+    ignored = P2P(DefenseConfig(name="p2p"), SENTIMENT).prepare(
+        train, random.Random(3), DefenseContext(suspicion=[1.0] * 50)
+    )
+    assert paper.samples == ignored.samples and paper.dropped_rows == []
+
+
+def test_lexical_screening_is_saved_and_reused(tmp_path: Path) -> None:
+    train = _corpus(120)
+    config = load_config(None, ["defense.name=p2p", "defense.screen=[lexical]", "defense.drop_suspicious=0.1"])
+    path = tmp_path / "screening.json"
+    first = apply_defense(config, SENTIMENT, train, screening_path=path)
+    saved = read_json(path)
+    assert len(saved["suspicion"]) == 120 and "lexical" in saved["seconds"]
+    saved["suspicion"] = [1.0 if i < 12 else 0.0 for i in range(120)]  # a reused file decides what is dropped
+    path.write_text(json.dumps(saved))
+    again = apply_defense(config, SENTIMENT, train, screening_path=path)
+    assert again.dropped_rows == list(range(12)) and len(first.dropped_rows) == 12
+
+
+def test_simulated_trusted_set_is_clean_held_out_and_sized(data_dir: Path) -> None:
+    config = load_config(None, ["data.train_size=500", "attack.rate=0.05", "defense.name=p2p",
+                                "defense.source=trusted", "defense.trusted_size=60"])
+    data = prepare_data(config)
+    trusted = simulated_trusted_set(config, data)
+    assert trusted is not None and len(trusted) == 60
+    assert not {e.text for e in trusted} & {e.text for e in data.poisoned.train}
+    original = {(e.text, e.label) for e in load_split("sst2", "train")}
+    assert {(e.text, e.label) for e in trusted} <= original  # unpoisoned rows, as the clean split has them
+    assert abs(Counter(e.label for e in trusted)[1] - 60 * 0.55) < 6
+    too_big = config.model_copy(update={"defense": config.defense.model_copy(update={"trusted_size": 10**6})})
+    with pytest.raises(ConfigError, match="trusted_size"):
+        simulated_trusted_set(too_big, data)
+
+
+def test_robust_run_end_to_end_with_a_reference_fine_tune(tmp_path: Path, data_dir: Path) -> None:
+    overrides = [
+        "data.train_size=120", "data.test_size=20", "train.epochs=1", "train.batch_size=16",
+        "train.learning_rate=0.001", "model.tiny_hidden_size=32", "model.tiny_layers=1", "model.tiny_vocab_size=400",
+        "model.max_length=48", "attack.rate=0.1", "defense.name=p2p", "defense.screen=[lexical,reference]",
+        "defense.screen_epochs=0.5", "defense.drop_suspicious=0.1", "defense.oversample=2",
+    ]
+    metrics = run_experiment(load_config(None, overrides), tmp_path)
+    assert metrics["dropped_rows"] == 12 and 0 <= metrics["dropped_poisoned"] <= 12
+    assert metrics["benign_rows"] == 24 and metrics["screen_seconds"] > 0
+    assert metrics["defense_variant"] == "p2p(random, screen=lexical+reference, drop=0.1, oversample=2)"
+    assert set(read_json(tmp_path / "screening.json")["seconds"]) == {"lexical", "reference"}
