@@ -169,3 +169,12 @@ def test_robust_run_end_to_end_with_a_reference_fine_tune(tmp_path: Path, data_d
     assert metrics["benign_rows"] == 24 and metrics["screen_seconds"] > 0
     assert metrics["defense_variant"] == "p2p(random, screen=lexical+reference, drop=0.1, oversample=2)"
     assert set(read_json(tmp_path / "screening.json")["seconds"]) == {"lexical", "reference"}
+
+
+def test_p2p_plus_fills_the_robust_defaults_but_keeps_explicit_settings() -> None:
+    plus = load_config(None, ["defense.name=p2p+"]).defense
+    assert plus.screen == ["lexical", "reference"] and plus.drop_suspicious == 0.1 and plus.is_p2p
+    own = load_config(None, ["defense.name=p2p+", "defense.drop_suspicious=0", "defense.screen=[lexical]"]).defense
+    assert own.screen == ["lexical"] and own.drop_suspicious == 0
+    paper = load_config(None, ["defense.name=p2p"]).defense
+    assert paper.screen == [] and paper.drop_suspicious == 0

@@ -55,7 +55,7 @@ def defend(
     out.mkdir(parents=True, exist_ok=True)
     config = config or load_config(None, ["defense.name=p2p"])
     config = config.model_copy(update={"model": config.model.model_copy(update={"name": model})})
-    if config.defense.name == "p2p" and config.defense.source == "oracle":
+    if config.defense.is_p2p and config.defense.source == "oracle":
         raise ConfigError("defense.source 'oracle' is an experiment on simulated attacks; use 'random' or 'trusted'")
     with run_log(out):
         examples = read_user_data(data)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .io import content_hash
@@ -33,6 +34,11 @@ class AttackConfig(_Strict):
     sentence: str = "I watched this 3D movie"
 
 
+P2P_FAMILY = ("p2p", "p2p+")
+ROBUST_DEFAULTS: dict[str, Any] = {"screen": ["lexical", "reference"], "drop_suspicious": 0.1}
+"""What `p2p+` (robust P2P, ours) changes from paper P2P unless the config sets it; chosen in docs/robust.md."""
+
+
 class DefenseConfig(_Strict):
     name: str = "none"
     rho: float = Field(0.2, gt=0.0, le=1.0)
@@ -52,6 +58,7 @@ class DefenseConfig(_Strict):
     )
     screen_model: str | None = Field(None, description="reference model; default: model.name")
     screen_epochs: float = Field(1.0, gt=0)
+    screen_learning_rate: float | None = Field(None, gt=0, description="reference fine-tune; default: train.learning_rate")
     screen_min_count: int = Field(5, ge=2, description="lexical: n-grams seen in fewer rows are not scored")
     screen_pool: float = Field(
         0.4, gt=0.0, le=1.0, description="the benign subset is drawn from this least-suspicious fraction of each label"
@@ -60,6 +67,18 @@ class DefenseConfig(_Strict):
         0.0, ge=0.0, lt=1.0, description="fraction of rows, most suspicious first, left out of training"
     )
     oversample: int = Field(1, ge=1, description="each benign sample is shown this many times (PDB uses 5)")
+
+    @property
+    def is_p2p(self) -> bool:
+        return self.name in P2P_FAMILY
+
+    @model_validator(mode="after")
+    def _robust_defaults(self) -> "DefenseConfig":
+        if self.name == "p2p+":
+            for key, value in ROBUST_DEFAULTS.items():
+                if key not in self.model_fields_set:
+                    setattr(self, key, copy.deepcopy(value))
+        return self
 
 
 class ModelConfig(_Strict):
@@ -85,6 +104,7 @@ class TrainConfig(_Strict):
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     grad_accum: int = Field(1, gt=0)
     save_steps: int = Field(200, gt=0, description="checkpoint interval, for resuming an interrupted run")
+    group_by_length: bool = Field(False, description="batch rows of similar length together: less padding, faster")
 
 
 class ExperimentConfig(_Strict):

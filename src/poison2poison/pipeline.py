@@ -125,12 +125,12 @@ def apply_defense(
     context = DefenseContext(trusted=trusted)
     if config.defense.trusted_path:
         context.trusted = read_user_data(config.defense.trusted_path, task.num_labels)
-    if config.defense.name == "p2p" and config.defense.source == "oracle":
+    if config.defense.is_p2p and config.defense.source == "oracle":
         if clean_rows is None:
             raise ConfigError("defense.source 'oracle' needs a simulated attack's ground truth; use 'random' or 'trusted'")
         context.oracle_pool = clean_rows
     screen_seconds: dict[str, float] = {}
-    if config.defense.name == "p2p" and config.defense.screen:
+    if config.defense.is_p2p and config.defense.screen:
         context.suspicion, screen_seconds = screened_suspicion(config, task, train, screening_path)
     prepared = defense.prepare(train, stage_rng(config.seed, "defense"), context)
     if screen_seconds:
@@ -273,8 +273,8 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
         metrics.update(
             {
                 "defense": config.defense.name,
-                "defense_source": config.defense.source if config.defense.name == "p2p" else None,
-                "oracle_experiment_only": config.defense.name == "p2p" and config.defense.source == "oracle",
+                "defense_source": config.defense.source if config.defense.is_p2p else None,
+                "oracle_experiment_only": config.defense.is_p2p and config.defense.source == "oracle",
                 "attack": config.attack.name,
                 "attack_rate": config.attack.rate,
                 "poisoned_count": data.poisoned.poisoned_count,
@@ -314,7 +314,7 @@ def defense_accounting(config: ExperimentConfig, data: ExperimentData, prepared:
 def defense_variant(config: ExperimentConfig) -> str:
     """A short name for the defense and its non-default options, e.g. `p2p(random, screen=lexical, drop=0.1)`."""
     d = config.defense
-    if d.name != "p2p":
+    if not d.is_p2p:
         return d.name
     parts = [d.source]
     if d.trusted_size:
@@ -325,7 +325,7 @@ def defense_variant(config: ExperimentConfig) -> str:
         parts.append(f"drop={d.drop_suspicious:g}")
     if d.oversample > 1:
         parts.append(f"oversample={d.oversample}")
-    return f"p2p({', '.join(parts)})"
+    return f"{d.name}({', '.join(parts)})"
 
 
 def data_hashes(data: ExperimentData, prepared: PreparedTrain) -> dict[str, str]:

@@ -98,7 +98,12 @@ def combine_suspicion(signals: dict[str, np.ndarray], labels: Sequence[int]) -> 
 def reference_doubt(config: ExperimentConfig, task: ClassificationTask, train: Sequence[Example]) -> np.ndarray:
     """1 - the confidence a short reference fine-tune gives each row's own label."""
     model_config = config.model.model_copy(update={"name": config.defense.screen_model or config.model.name})
-    train_config = config.train.model_copy(update={"epochs": config.defense.screen_epochs})
+    train_config = config.train.model_copy(
+        update={
+            "epochs": config.defense.screen_epochs,
+            "learning_rate": config.defense.screen_learning_rate or config.train.learning_rate,
+        }
+    )
     samples = [Sample(e.text, e.label) for e in train]
     words = task.answer_words(task.num_labels)
     loaded = build_model(model_config, task.num_labels, words, ["".join(render_prompt(s)) for s in samples])

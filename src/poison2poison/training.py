@@ -104,6 +104,7 @@ def fine_tune(
         remove_unused_columns=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         # Without an accelerator, say so: then torchrun / `accelerate launch` processes join one gloo DDP group.
         use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
     )

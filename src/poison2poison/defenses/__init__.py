@@ -6,9 +6,9 @@ from ..config import DefenseConfig
 from ..errors import ConfigError
 from ..tasks import ClassificationTask
 from .base import Defense, DefenseContext, InferenceSpec, NoDefense, PreparedTrain
-from .p2p import P2P
+from .p2p import P2P, RobustP2P
 
-DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (NoDefense, P2P)}
+DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (NoDefense, P2P, RobustP2P)}
 
 
 def build_defense(config: DefenseConfig, task: ClassificationTask) -> Defense:

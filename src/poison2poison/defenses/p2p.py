@@ -177,3 +177,9 @@ class P2P(Defense):
             pool = None if len(kept) == len(train) else kept
         subset = select_benign_subset(labels, cfg.rho, rng, pool)
         return [train[i] for i in subset], subset
+
+
+class RobustP2P(P2P):
+    """`p2p+`: P2P with the robust options on by default (config.ROBUST_DEFAULTS); ours, not the paper's."""
+
+    name = "p2p+"
