@@ -100,8 +100,10 @@ def test_defend_and_predict_from_python_and_cli(tmp_path: Path, data_dir: Path) 
     rows = [json.loads(line) for line in (data_dir / "sst2" / "dev.jsonl").read_text().splitlines()[:48]]
     data = tmp_path / "mine.jsonl"
     data.write_text("".join(json.dumps({"text": r["sentence"], "label": r["label"]}) + "\n" for r in rows))
-    config = load_config(None, TINY + ["defense.name=p2p"])
+    config = load_config(None, TINY + ["defense.name=p2p+", "defense.screen=[lexical]"])
     out = defend(data, "tiny", tmp_path / "defended", config, task="sentiment")
+    assert (out / "screening.json").is_file()  # robust P2P screened the user's rows (and dropped 10% of them)
+    assert read_json(out / "p2p.json")["defense_details"]["dropped_count"] == 5
     model = DefendedModel.load(out)
     assert model.spec.trigger and model.spec.num_outputs == 4
     labels = model.predict(["a gripping film", "a dull mess"])

@@ -48,12 +48,12 @@ def defend(
 ) -> Path:
     """Fine-tune `model` on the user's labelled file with P2P and save the defended model and its manifest.
 
-    `config` supplies the defense and training settings (default: paper P2P with a random benign subset).
+    `config` supplies the defense and training settings (default: robust P2P, `p2p+`, see docs/robust.md).
     The output folder holds model/, p2p.json (with the trigger: keep it private), config.yaml and log.txt.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = config or load_config(None, ["defense.name=p2p"])
+    config = config or load_config(None, ["defense.name=p2p+"])
     config = config.model_copy(update={"model": config.model.model_copy(update={"name": model})})
     if config.defense.is_p2p and config.defense.source == "oracle":
         raise ConfigError("defense.source 'oracle' is an experiment on simulated attacks; use 'random' or 'trusted'")
