@@ -42,6 +42,15 @@ def defense_label(metrics: dict[str, Any]) -> str:
     return metrics["defense"] + (f" ({metrics['defense_source']})" if metrics.get("defense_source") else "")
 
 
+def defense_effect(runs: list[dict[str, Any]]) -> tuple[str, str]:
+    """(poisoned rows in the benign subset, rows dropped (of them poisoned)); dashes for a defense without them."""
+    if "benign_rows" not in runs[0] or not runs[0]["defense"].startswith("p2p"):
+        return "–", "–"
+    benign = mean_std([r["benign_poisoned"] for r in runs], 1)
+    dropped = f"{mean_std([r['dropped_rows'] for r in runs], 0)} ({mean_std([r['dropped_poisoned'] for r in runs], 1)})"
+    return benign, dropped
+
+
 def markdown_table(groups: dict[str, list[dict[str, Any]]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for name, runs in groups.items():
@@ -55,8 +64,7 @@ def markdown_table(groups: dict[str, list[dict[str, Any]]]) -> str:
             str(first["clean_count"]),
             str(first["asr_count"]),
             str(first["poisoned_count"]),
-            mean_std([r.get("benign_poisoned", 0) for r in runs], 1),
-            f"{mean_std([r.get('dropped_rows', 0) for r in runs], 0)} ({mean_std([r.get('dropped_poisoned', 0) for r in runs], 1)})",
+            *defense_effect(runs),
             mean_std([r["train_seconds"] for r in runs], 0),
             mean_std([r.get("screen_seconds", 0.0) for r in runs], 0),
             mean_std([r["wall_seconds"] for r in runs], 0),
