@@ -21,7 +21,7 @@ from poison2poison.defenses.p2p import P2P, least_suspicious_pool, most_suspicio
 from poison2poison.errors import ConfigError
 from poison2poison.io import read_json
 from poison2poison.pipeline import apply_defense, prepare_data, run_experiment, simulated_trusted_set
-from poison2poison.screening import combine_suspicion, lexical_scores, percentile_within_label
+from poison2poison.screening import combine_suspicion, lexical_scores, percentile_within_label, screen_rows
 from poison2poison.tasks import SENTIMENT
 
 WORDS = "good bad film plot actor scene story music slow fun dull sharp long short warm cold".split()
@@ -178,3 +178,15 @@ def test_p2p_plus_fills_the_robust_defaults_but_keeps_explicit_settings() -> Non
     assert own.screen == ["lexical"] and own.drop_suspicious == 0
     paper = load_config(None, ["defense.name=p2p"]).defense
     assert paper.screen == [] and paper.drop_suspicious == 0
+
+
+def test_reference_screening_is_reproducible(data_dir: Path) -> None:
+    config = load_config(None, [
+        "model.tiny_hidden_size=32", "model.tiny_layers=1", "model.tiny_vocab_size=400", "model.max_length=48",
+        "train.batch_size=16", "train.learning_rate=0.001", "defense.name=p2p", "defense.screen=[reference]",
+        "defense.screen_epochs=0.5",
+    ])
+    train = load_split("sst2", "dev")[:64]
+    first, _ = screen_rows(config, SENTIMENT, train)
+    second, _ = screen_rows(config, SENTIMENT, train)
+    assert np.array_equal(first, second)  # the reference model is seeded, so the same rows are dropped every run

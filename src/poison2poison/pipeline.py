@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Hashable, Iterator, Sequence
 
-from transformers import set_seed
-
 from . import __version__
 from .attacks import PoisonedData, build_attack
 from .config import ExperimentConfig
@@ -36,12 +34,12 @@ from .io import (
     read_json,
 )
 from .metrics import attack_success_rate, clean_accuracy
-from .models import LoadedModel, build_model, load_saved_model, save_model
-from .prompting import render_prompt
+from .models import LoadedModel, load_saved_model, save_model
+from .screening import screen_rows
 from .seeding import stage_rng
 from .summary import METRICS
 from .tasks import ClassificationTask
-from .training import encode_training_samples, fine_tune
+from .training import fit_new_model
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +146,6 @@ def screened_suspicion(
         if saved.get("key") == key:
             log.info("screening already done; reading %s", path)
             return saved["suspicion"], saved["seconds"]
-    from .screening import screen_rows  # needs torch only when a reference fine-tune is asked for
-
     suspicion, seconds = screen_rows(config, task, train)
     values = [round(float(v), 6) for v in suspicion]
     if path is not None and is_main_process():
@@ -166,15 +162,10 @@ def train_model(
     if (model_dir / "model_meta.json").is_file() and stats_path.is_file():
         log.info("model already trained; loading %s", model_dir)
         return load_saved_model(model_dir), read_json(stats_path)
-    set_seed(config.seed)
     words = task.answer_words(prepared.spec.num_outputs)
-    corpus = ["".join(render_prompt(s)) for s in prepared.samples]
-    loaded = build_model(config.model, prepared.spec.num_outputs, words, corpus)
-    features = encode_training_samples(loaded, prepared.samples, config.model.max_length)
-    start = time.perf_counter()
-    stats: dict[str, Any] = fine_tune(loaded, features, config.train, config.seed, run_dir / "checkpoints")
-    stats["train_seconds"] = round(time.perf_counter() - start, 2)
-    stats["train_rows"] = len(features)
+    loaded, stats = fit_new_model(
+        config.model, config.train, prepared.samples, words, config.seed, run_dir / "checkpoints"
+    )
     if is_main_process():
         save_model(loaded, model_dir)
         atomic_write_json(stats_path, stats)

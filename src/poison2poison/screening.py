@@ -22,16 +22,15 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import binom
+from scipy.special import softmax
+from scipy.stats import binom, rankdata
 
 from .config import ExperimentConfig
 from .data.types import Example
-from .errors import ConfigError
 from .inference import score_samples
-from .models import build_model
-from .prompting import Sample, render_prompt
+from .prompting import Sample
 from .tasks import ClassificationTask
-from .training import encode_training_samples, fine_tune
+from .training import fit_new_model
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +76,7 @@ def percentile_within_label(scores: np.ndarray, labels: Sequence[int]) -> np.nda
         if len(idx) == 1:
             out[idx] = 0.5
             continue
-        order = scores[idx].argsort(kind="stable")
-        ranks = np.empty(len(idx))
-        ranks[order] = np.arange(len(idx))
-        for value in np.unique(scores[idx]):  # ties: mean rank, so equal evidence means equal suspicion
-            tied = scores[idx] == value
-            ranks[tied] = ranks[tied].mean()
+        ranks = rankdata(scores[idx]) - 1  # ties share their mean rank: equal evidence, equal suspicion
         out[idx] = ranks / (len(idx) - 1)
     return out
 
@@ -105,14 +99,12 @@ def reference_doubt(config: ExperimentConfig, task: ClassificationTask, train: S
         }
     )
     samples = [Sample(e.text, e.label) for e in train]
-    words = task.answer_words(task.num_labels)
-    loaded = build_model(model_config, task.num_labels, words, ["".join(render_prompt(s)) for s in samples])
-    features = encode_training_samples(loaded, samples, model_config.max_length)
     with tempfile.TemporaryDirectory(prefix="p2p-screen-") as tmp:
-        fine_tune(loaded, features, train_config, config.seed, Path(tmp))
+        loaded, _ = fit_new_model(
+            model_config, train_config, samples, task.answer_words(task.num_labels), config.seed, Path(tmp)
+        )
     scores = score_samples(loaded, samples, model_config.max_length, config.train.eval_batch_size, "screen")
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    probs = shifted / shifted.sum(axis=1, keepdims=True)
+    probs = softmax(scores, axis=1)
     return 1.0 - probs[np.arange(len(samples)), [e.label for e in train]]
 
 
@@ -127,10 +119,8 @@ def screen_rows(
         start = time.perf_counter()
         if signal == "lexical":
             signals[signal] = lexical_scores([e.text for e in train], labels, config.defense.screen_min_count)
-        elif signal == "reference":
+        else:  # the config admits only "lexical" and "reference"
             signals[signal] = reference_doubt(config, task, train)
-        else:
-            raise ConfigError(f"unknown screening signal '{signal}'; valid: lexical, reference")
         seconds[signal] = round(time.perf_counter() - start, 2)
         log.info("screening signal %s took %.1f s", signal, seconds[signal])
     return combine_suspicion(signals, labels), seconds

@@ -4,6 +4,7 @@ torchrun or `accelerate launch` for several processes."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,12 +17,12 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from .config import TrainConfig
-from .models.loading import LoadedModel
-from .prompting import PaddingCollator, Sample, encode_causal, encode_encoder
+from .config import ModelConfig, TrainConfig
+from .models.loading import LoadedModel, build_model
+from .prompting import PaddingCollator, Sample, encode_causal, encode_encoder, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +122,23 @@ def fine_tune(
         log.info("resuming fine-tuning from %s", last)
     output = trainer.train(resume_from_checkpoint=last)
     return {"train_loss": float(output.training_loss), "train_steps": int(output.global_step)}
+
+
+def fit_new_model(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    samples: Sequence[Sample],
+    answer_words: Sequence[str],
+    seed: int,
+    checkpoint_dir: Path,
+) -> tuple[LoadedModel, dict[str, Any]]:
+    """A fresh model, seeded (so its new head starts the same every run), fine-tuned on `samples`."""
+    set_seed(seed)
+    corpus = ["".join(render_prompt(s)) for s in samples]
+    loaded = build_model(model_config, len(answer_words), answer_words, corpus)
+    features = encode_training_samples(loaded, samples, model_config.max_length)
+    start = time.perf_counter()
+    stats: dict[str, Any] = fine_tune(loaded, features, train_config, seed, checkpoint_dir)
+    stats["train_seconds"] = round(time.perf_counter() - start, 2)
+    stats["train_rows"] = len(features)
+    return loaded, stats
