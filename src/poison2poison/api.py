@@ -26,6 +26,9 @@ from .tasks import TASKS, ClassificationTask, generic_task
 
 log = logging.getLogger(__name__)
 
+DEFAULT_DEFENSE = "defense.name=p2p+"
+"""What `defend` applies when no config names a defense: robust P2P (docs/robust.md)."""
+
 
 def task_for(examples: Sequence[Example], task: str | None) -> ClassificationTask:
     """A named task (its label names and answer words) or, by default, numeric labels 0..max."""
@@ -53,7 +56,7 @@ def defend(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = config or load_config(None, ["defense.name=p2p+"])
+    config = config or load_config(None, [DEFAULT_DEFENSE])
     config = config.model_copy(update={"model": config.model.model_copy(update={"name": model})})
     if config.defense.is_p2p and config.defense.source == "oracle":
         raise ConfigError("defense.source 'oracle' is an experiment on simulated attacks; use 'random' or 'trusted'")

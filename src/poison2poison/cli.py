@@ -73,9 +73,10 @@ def defend(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override, e.g. --set defense.rho=0.3"),
 ) -> None:
     """Apply robust P2P (`p2p+`) to your own data and save a defended model; `p2p predict` applies the trigger."""
+    from .api import DEFAULT_DEFENSE
     from .api import defend as defend_data
 
-    overrides = [*([] if config else ["defense.name=p2p+"]), *(set_ or [])]
+    overrides = [*([] if config else [DEFAULT_DEFENSE]), *(set_ or [])]
     folder = defend_data(data, model, out, load_config(config, overrides), task)
     Console().print(f"defended model: {folder}  (p2p.json holds the benign trigger: keep it private)")
 
