@@ -3,6 +3,8 @@
 # Usage: benchmarks/robust_all.sh OUT     (resumable: finished cells are skipped; run it again after an interruption)
 set -euo pipefail
 out=$1
+# Rows that screen the same data the same way (screen, drop, default) compute the screening once.
+export P2P_CACHE_DIR=${P2P_CACHE_DIR:-$out/.cache}
 t="$(cd "$(dirname "$0")" && pwd)/robust_table.sh"
 main="clean none paper-random paper-oracle screen drop oversample trusted-2pct default"
 rates="rate1-none rate1-paper rate1-default rate5-none rate5-paper rate5-default rate10-none rate10-paper rate10-default"

@@ -142,6 +142,25 @@ def test_lexical_screening_is_saved_and_reused(tmp_path: Path) -> None:
     assert again.dropped_rows == list(range(12)) and len(first.dropped_rows) == 12
 
 
+def test_screening_cache_is_shared_by_rows_that_screen_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("P2P_CACHE_DIR", str(tmp_path / "cache"))
+    train = _corpus(120)
+    drop = load_config(None, ["defense.name=p2p", "defense.screen=[lexical]", "defense.drop_suspicious=0.1"])
+    apply_defense(drop, SENTIMENT, train, screening_path=tmp_path / "a.json")
+    (cached,) = (tmp_path / "cache" / "screening").iterdir()
+    planted = read_json(cached)
+    planted["suspicion"] = [1.0 if i < 12 else 0.0 for i in range(120)]
+    cached.write_text(json.dumps(planted))
+    pool = load_config(None, ["defense.name=p2p", "defense.screen=[lexical]", "defense.screen_pool=0.5",
+                              "defense.drop_suspicious=0.1"])
+    assert apply_defense(pool, SENTIMENT, train, screening_path=tmp_path / "b.json").dropped_rows == list(range(12))
+    assert read_json(tmp_path / "b.json")["suspicion"] == planted["suspicion"]  # the run keeps its own copy
+    other = load_config(None, ["defense.name=p2p", "defense.screen=[lexical]", "defense.screen_min_count=2",
+                               "defense.drop_suspicious=0.1"])
+    apply_defense(other, SENTIMENT, train)
+    assert len(list((tmp_path / "cache" / "screening").iterdir())) == 2  # a different screening is computed anew
+
+
 def test_simulated_trusted_set_is_clean_held_out_and_sized(data_dir: Path) -> None:
     config = load_config(None, ["data.train_size=500", "attack.rate=0.05", "defense.name=p2p",
                                 "defense.source=trusted", "defense.trusted_size=60"])
