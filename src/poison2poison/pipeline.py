@@ -35,7 +35,7 @@ from .io import (
 )
 from .metrics import attack_success_rate, clean_accuracy
 from .models import LoadedModel, load_saved_model, save_model
-from .screening import screen_rows
+from .screening import SCREENING_VERSION, screen_rows
 from .seeding import stage_rng
 from .summary import METRICS
 from .tasks import ClassificationTask
@@ -145,7 +145,7 @@ def screening_key(config: ExperimentConfig, train: list[Example]) -> str:
     screen = {f: getattr(config.defense, f) for f in SCREEN_FIELDS}
     return content_hash(
         [as_records(train), screen, config.model.model_dump(mode="json"), config.train.model_dump(mode="json"),
-         config.seed]
+         config.seed, SCREENING_VERSION]
     )
 
 

@@ -35,6 +35,7 @@ from .training import fit_new_model
 log = logging.getLogger(__name__)
 
 MAX_NGRAM = 3
+SCREENING_VERSION = 1  # part of a cached screening's key: bump it when the scores change
 
 
 def row_ngrams(text: str, max_n: int = MAX_NGRAM) -> set[str]:
