@@ -13,6 +13,14 @@ class Example:
     label: int
 
 
-def as_records(examples: list[Example]) -> list[list[object]]:
+@dataclass(frozen=True)
+class TextPair:
+    """One generation example: the input a task's prompt template wraps, and the reference output."""
+
+    source: str
+    target: str
+
+
+def as_records(examples: list[Example] | list[TextPair]) -> list[list[object]]:
     """A compact JSON-friendly form, used for hashing datasets."""
-    return [[e.text, e.label] for e in examples]
+    return [[e.text, e.label] if isinstance(e, Example) else [e.source, e.target] for e in examples]
