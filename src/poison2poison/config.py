@@ -52,6 +52,9 @@ class DefenseConfig(_Strict):
     secret_seed: int | None = Field(None, description="pins the 'secret' trigger, for reproducible experiments")
     separate_cue: bool = True
     mode: Literal["replace", "append"] = "replace"
+    output_prefix: str = Field(
+        "Safe answer: ", min_length=1, description="generation: the safe prefix on benign targets, stripped at inference"
+    )
     trusted_size: int | None = Field(
         None, gt=0, description="experiments: simulate a vouched set of this many clean held-out training rows"
     )
@@ -93,6 +96,8 @@ class ModelConfig(_Strict):
     lora_alpha: int = Field(16, gt=0)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
     max_length: int = Field(128, ge=16)
+    max_new_tokens: int = Field(64, gt=0, description="generation: the longest output generated (greedy)")
+    max_target_tokens: int = Field(128, gt=0, description="generation: training targets are cut to this (counted)")
     freeze_embeddings: bool = Field(False, description="keep the input embeddings fixed (about 2x faster on CPU)")
     tiny_hidden_size: int = Field(128, gt=0)
     tiny_layers: int = Field(4, gt=0)

@@ -1,5 +1,5 @@
-"""Batched classification scoring: only the answer tokens are scored, and a causal LM computes logits for the
-last position alone."""
+"""Batched classification scoring (only the answer tokens are scored, and a causal LM computes logits for the
+last position alone) and batched greedy generation."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from rich.progress import (
 )
 
 from .defenses.base import InferenceSpec
+from .errors import ModelSetupError
 from .models.loading import LoadedModel
-from .prompting import PaddingCollator, Sample, encode_causal, encode_encoder
+from .prompting import PaddingCollator, Sample, TextSample, encode_causal, encode_encoder, encode_generation
 
 
 def _batches(items: Sequence[dict], size: int) -> list[Sequence[dict]]:
@@ -62,3 +63,38 @@ def predict(
     scores = score_samples(loaded, [spec.present(t) for t in texts], max_length, batch_size, label)
     raw = scores.argmax(axis=1).tolist() if len(scores) else []
     return [spec.project(j) for j in raw], raw
+
+
+@torch.no_grad()
+def generate_texts(
+    loaded: LoadedModel,
+    samples: Sequence[TextSample],
+    template: str,
+    max_length: int,
+    max_new_tokens: int,
+    batch_size: int = 16,
+    label: str = "generate",
+) -> list[str]:
+    """Greedy outputs, decoded without special tokens. Prompts are cut to leave room for `max_new_tokens`."""
+    if loaded.kind != "causal":
+        raise ModelSetupError("generation needs a causal LM; this model is an encoder (use a causal model or 'tiny')")
+    if max_new_tokens >= max_length:
+        raise ModelSetupError(f"model.max_new_tokens {max_new_tokens} must be below model.max_length {max_length}")
+    tokenizer, model = loaded.tokenizer, loaded.model
+    model.eval()
+    features, _ = encode_generation(tokenizer, samples, template, max_length - max_new_tokens, 0, with_target=False)
+    collate = PaddingCollator(tokenizer.pad_token_id, side="left")
+    device = next(model.parameters()).device
+    out: list[str] = []
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task(label, total=len(features))
+        for chunk in _batches(features, batch_size):
+            batch = {k: v.to(device) for k, v in collate(list(chunk)).items()}
+            generated = model.generate(
+                **batch, max_new_tokens=max_new_tokens, do_sample=False,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            )
+            new_tokens = generated[:, batch["input_ids"].shape[1] :]
+            out.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+            bar.advance(task, len(chunk))
+    return [text.strip() for text in out]

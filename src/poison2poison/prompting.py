@@ -28,6 +28,21 @@ class Sample:
     cue: str = PLAIN_CUE
 
 
+@dataclass(frozen=True)
+class TextSample:
+    """A model-facing generation example: the source, the target text to learn ('' at inference), the context."""
+
+    source: str
+    target: str
+    trigger: str = ""
+    cue: str = PLAIN_CUE
+
+
+def render_generation_prompt(template: str, sample: TextSample) -> tuple[str, str]:
+    """(body, cue line) for generation: the task's template wraps the source, the trigger goes first."""
+    return f"{sample.trigger}{template.format(source=sample.source)}", f"\n{sample.cue}"
+
+
 def render_prompt(sample: Sample) -> tuple[str, str]:
     """(body, cue line): the body may be truncated, the cue line never is."""
     return f"{sample.trigger}{sample.text}", f"\n{sample.cue}"
@@ -81,6 +96,45 @@ def encode_causal(
         target = (target + [tokenizer.eos_token_id])[:ANSWER_BUDGET]
         features.append({"input_ids": prompt + target, "labels": [-100] * len(prompt) + target})
     return features, truncated
+
+
+def encode_generation(
+    tokenizer: Any,
+    samples: Sequence[TextSample],
+    template: str,
+    max_length: int,
+    max_target_tokens: int,
+    with_target: bool,
+) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
+    """Token features for a causal LM generator: the prompt's body is cut to fit (the cue never is), the target is
+    ` {target}` + EOS cut to `max_target_tokens`, and labels mask every prompt token (loss on the target only).
+
+    Returns the features and how many prompts and targets were truncated.
+    """
+    features, cut = [], {"prompts": 0, "targets": 0}
+    for sample in samples:
+        body, cue = render_generation_prompt(template, sample)
+        body_ids = tokenizer(body, add_special_tokens=True)["input_ids"]
+        cue_ids = tokenizer(cue, add_special_tokens=False)["input_ids"]
+        target: list[int] = []
+        if with_target:
+            target = tokenizer(render_target(sample.target), add_special_tokens=False)["input_ids"]
+            target += [tokenizer.eos_token_id]
+            cut["targets"] += len(target) > max_target_tokens
+            target = target[:max_target_tokens]
+        room = max_length - len(cue_ids) - len(target)
+        if room < 1:
+            raise ModelSetupError(
+                f"model.max_length {max_length} leaves no room for the prompt next to a {len(target)}-token target; "
+                f"raise max_length or lower model.max_target_tokens"
+            )
+        cut["prompts"] += len(body_ids) > room
+        prompt = body_ids[:room] + cue_ids
+        feature = {"input_ids": prompt + target}
+        if with_target:
+            feature["labels"] = [-100] * len(prompt) + target
+        features.append(feature)
+    return features, cut
 
 
 def encode_encoder(

