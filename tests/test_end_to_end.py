@@ -75,6 +75,16 @@ def test_run_dir_with_another_config_is_refused(p2p_run: tuple[Path, dict]) -> N
         run_experiment(load_config(None, TINY + ["defense.name=none"]), p2p_run[0])
 
 
+def test_a_run_saved_before_a_new_setting_existed_is_still_finished(p2p_run: tuple[Path, dict], tmp_path: Path) -> None:
+    run_dir, metrics = p2p_run
+    old = tmp_path / "old"
+    old.mkdir()
+    lines = (run_dir / "config.yaml").read_text().splitlines(keepends=True)
+    (old / "config.yaml").write_text("".join(line for line in lines if "output_prefix" not in line))
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    assert run_experiment(load_config(None, TINY + ["defense.name=p2p"]), old) == metrics  # no work redone
+
+
 def test_interrupted_training_resumes_from_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from poison2poison import training
 

@@ -20,7 +20,7 @@ from typing import Any, Hashable, Iterator, Sequence
 
 from . import __version__
 from .attacks import PoisonedData, build_attack
-from .config import ExperimentConfig
+from .config import ExperimentConfig, load_config
 from .data.catalog import dataset_spec, load_split, read_user_data
 from .data.types import Example, as_records
 from .defenses import DefenseContext, InferenceSpec, PreparedTrain, build_defense
@@ -252,15 +252,17 @@ def run_log(run_dir: Path) -> Iterator[None]:
 
 
 def _guard_run_dir(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] | None:
-    """The finished metrics if this exact config already ran here; an error if the folder holds another config."""
+    """The finished metrics if this config already ran here; an error if the folder holds another config.
+
+    The saved config is compared after it is read back with today's defaults, so a run made before a new setting
+    (with a default) existed still counts as the same run.
+    """
     metrics_path, config_path = run_dir / METRICS, run_dir / "config.yaml"
-    if metrics_path.is_file():
-        metrics = read_json(metrics_path)
-        if metrics.get("config_hash") == config.config_hash():
-            return metrics
-    if config_path.is_file() and config_path.read_text(encoding="utf-8") != config.to_yaml():
+    if not config_path.is_file():
+        return None
+    if load_config(config_path).config_hash() != config.config_hash():
         raise ConfigError(f"{run_dir} holds a run of a different config; choose another --out or delete it")
-    return None
+    return read_json(metrics_path) if metrics_path.is_file() else None
 
 
 def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
