@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from poison2poison import DefendedModel, defend, load_config, run_experiment
 from poison2poison.cli import app
+from poison2poison.config import ROBUST_DEFAULTS
 from poison2poison.io import read_json
 
 TINY = [
@@ -112,8 +113,8 @@ def test_defend_and_predict_from_python_and_cli(tmp_path: Path, data_dir: Path) 
     data.write_text("".join(json.dumps({"text": r["sentence"], "label": r["label"]}) + "\n" for r in rows))
     config = load_config(None, TINY + ["defense.name=p2p+", "defense.screen=[lexical]"])
     out = defend(data, "tiny", tmp_path / "defended", config, task="sentiment")
-    assert (out / "screening.json").is_file()  # robust P2P screened the user's rows (and dropped 10% of them)
-    assert read_json(out / "p2p.json")["defense_details"]["dropped_count"] == 5
+    assert (out / "screening.json").is_file()  # robust P2P screened the user's rows and dropped its share
+    assert read_json(out / "p2p.json")["defense_details"]["dropped_count"] == round(50 * ROBUST_DEFAULTS["drop_suspicious"])
     model = DefendedModel.load(out)
     assert model.spec.trigger and model.spec.num_outputs == 4
     labels = model.predict(["a gripping film", "a dull mess"])
