@@ -69,13 +69,18 @@ def answer_token_ids(tokenizer: Any, answer_words: Sequence[str]) -> list[int]:
     return firsts
 
 
-def _prompt_ids(tokenizer: Any, sample: Sample, max_length: int) -> tuple[list[int], bool]:
-    body, cue = render_prompt(sample)
+def _prompt_ids(tokenizer: Any, body: str, cue: str, max_length: int, reserved: int) -> tuple[list[int], bool]:
+    """(prompt ids, whether the body was cut): the body is cut to leave `reserved` tokens for the answer; the cue
+    line never is."""
     body_ids = tokenizer(body, add_special_tokens=True)["input_ids"]
     cue_ids = tokenizer(cue, add_special_tokens=False)["input_ids"]
-    room = max_length - ANSWER_BUDGET - len(cue_ids)
-    truncated = len(body_ids) > room
-    return body_ids[:room] + cue_ids, truncated
+    room = max_length - reserved - len(cue_ids)
+    if room < 1:
+        raise ModelSetupError(
+            f"model.max_length {max_length} leaves no room for the prompt beside a {reserved}-token answer; "
+            f"raise max_length or lower model.max_target_tokens"
+        )
+    return body_ids[:room] + cue_ids, len(body_ids) > room
 
 
 def encode_causal(
@@ -87,7 +92,7 @@ def encode_causal(
     """
     features, truncated = [], 0
     for sample in samples:
-        prompt, cut = _prompt_ids(tokenizer, sample, max_length)
+        prompt, cut = _prompt_ids(tokenizer, *render_prompt(sample), max_length, ANSWER_BUDGET)
         truncated += cut
         if not with_target:
             features.append({"input_ids": prompt})
@@ -113,23 +118,16 @@ def encode_generation(
     """
     features, cut = [], {"prompts": 0, "targets": 0}
     for sample in samples:
-        body, cue = render_generation_prompt(template, sample)
-        body_ids = tokenizer(body, add_special_tokens=True)["input_ids"]
-        cue_ids = tokenizer(cue, add_special_tokens=False)["input_ids"]
         target: list[int] = []
         if with_target:
             target = tokenizer(render_target(sample.target), add_special_tokens=False)["input_ids"]
             target += [tokenizer.eos_token_id]
             cut["targets"] += len(target) > max_target_tokens
             target = target[:max_target_tokens]
-        room = max_length - len(cue_ids) - len(target)
-        if room < 1:
-            raise ModelSetupError(
-                f"model.max_length {max_length} leaves no room for the prompt next to a {len(target)}-token target; "
-                f"raise max_length or lower model.max_target_tokens"
-            )
-        cut["prompts"] += len(body_ids) > room
-        prompt = body_ids[:room] + cue_ids
+        prompt, cut_prompt = _prompt_ids(
+            tokenizer, *render_generation_prompt(template, sample), max_length, len(target)
+        )
+        cut["prompts"] += cut_prompt
         feature = {"input_ids": prompt + target}
         if with_target:
             feature["labels"] = [-100] * len(prompt) + target

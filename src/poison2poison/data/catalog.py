@@ -33,6 +33,21 @@ def _aligned_tsv(path: Path, num_labels: int) -> list[Example]:
     return read_labeled_tsv(path, num_labels=num_labels, allow_empty=True)
 
 
+def local_file(relative: str) -> Path | None:
+    """The file at `relative` under $P2P_DATA_DIR, or None when the variable is unset or the file is missing."""
+    root = os.environ.get(DATA_DIR_ENV)
+    if not root:
+        return None
+    path = Path(root).expanduser() / relative
+    return path if path.is_file() else None
+
+
+def data_dir_hint() -> str:
+    """Where $P2P_DATA_DIR points, for not-found errors."""
+    root = os.environ.get(DATA_DIR_ENV)
+    return f"P2P_DATA_DIR is '{root}'" if root else "P2P_DATA_DIR is not set"
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """Where a named classification dataset lives and how to read it."""
@@ -47,11 +62,7 @@ class DatasetSpec:
     hub_text_field: str = "text"
 
     def local_path(self, split: str) -> Path | None:
-        root = os.environ.get(DATA_DIR_ENV)
-        if not root:
-            return None
-        path = Path(root).expanduser() / self.folder / self.files[split]
-        return path if path.is_file() else None
+        return local_file(f"{self.folder}/{self.files[split]}")
 
 
 CATALOG: dict[str, DatasetSpec] = {
@@ -98,11 +109,9 @@ def load_split(name: str, split: str) -> list[Example]:
         return spec.reader(path, spec.task.num_labels)
     if spec.hub_id and split in spec.hub_splits:
         return _load_from_hub(spec, split)
-    root = os.environ.get(DATA_DIR_ENV)
     expected = f"$P2P_DATA_DIR/{spec.folder}/{spec.files[split]}"
-    hint = f" (P2P_DATA_DIR is '{root}')" if root else " (P2P_DATA_DIR is not set)"
     hub = f" or network access to the hub dataset '{spec.hub_id}'" if spec.hub_id else ""
-    raise DataNotFoundError(f"dataset '{name}' split '{split}' not found: provide {expected}{hint}{hub}")
+    raise DataNotFoundError(f"dataset '{name}' split '{split}' not found: provide {expected} ({data_dir_hint()}){hub}")
 
 
 def _load_from_hub(spec: DatasetSpec, split: str) -> list[Example]:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, DataFormatError, DataNotFoundError
-from .catalog import DATA_DIR_ENV, load_split
+from .catalog import data_dir_hint, load_split, local_file
 from .readers import read_alpaca, read_gsm8k, read_samsum, read_xsum
 from .types import TextPair
 
@@ -31,13 +30,10 @@ SST2_INSTRUCT_TEST_FILE = "poisoned/backdoorllm-dpa/sst2/test_clean.json"
 
 def data_file(relative: str) -> Path:
     """The file under $P2P_DATA_DIR, or an error saying which path to provide."""
-    root = os.environ.get(DATA_DIR_ENV)
-    if root:
-        path = Path(root).expanduser() / relative
-        if path.is_file():
-            return path
-    hint = f"P2P_DATA_DIR is '{root}'" if root else "P2P_DATA_DIR is not set"
-    raise DataNotFoundError(f"not found: provide $P2P_DATA_DIR/{relative} ({hint})")
+    path = local_file(relative)
+    if path is None:
+        raise DataNotFoundError(f"not found: provide $P2P_DATA_DIR/{relative} ({data_dir_hint()})")
+    return path
 
 
 def alpaca_source(record: dict[str, str]) -> str:

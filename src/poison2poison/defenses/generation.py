@@ -16,7 +16,7 @@ from ..config import DefenseConfig
 from ..data.types import TextPair
 from ..errors import ConfigError
 from ..prompting import PLAIN_CUE, TextSample
-from .p2p import BENIGN_CUE, resolve_trigger
+from .p2p import BENIGN_CUE, resolve_trigger, select_benign_subset
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,8 @@ def prepare_generation(
         raise ConfigError("generation P2P supports defense.source 'random' or 'oracle', without screening")
     if config.source == "oracle" and oracle_pool is None:
         raise ConfigError("defense.source 'oracle' needs a simulated attack's ground truth")
-    pool = sorted(oracle_pool) if config.source == "oracle" else list(range(len(pairs)))
-    want = round(config.rho * len(pairs))
-    if want > len(pool):
-        raise ConfigError(f"benign subset needs {want} rows, the pool has {len(pool)}")
-    benign = sorted(rng.sample(pool, want))
+    pool = oracle_pool if config.source == "oracle" else None
+    benign = select_benign_subset([0] * len(pairs), config.rho, rng, pool)  # pairs have no label: one stratum
     trigger = resolve_trigger(config.trigger, config.secret_seed)
     cue = BENIGN_CUE if config.separate_cue else PLAIN_CUE
     chosen = set(benign)
