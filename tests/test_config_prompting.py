@@ -8,7 +8,6 @@ import pytest
 from poison2poison.config import load_config
 from poison2poison.errors import ConfigError, ModelSetupError
 from poison2poison.models.tiny import train_tokenizer
-from poison2poison.pipeline import stratified_sample
 from poison2poison.prompting import (
     ANSWER_BUDGET,
     PaddingCollator,
@@ -16,6 +15,7 @@ from poison2poison.prompting import (
     answer_token_ids,
     encode_causal,
 )
+from poison2poison.seeding import stratified_sample
 
 
 def test_overrides_and_validation(tmp_path: Path) -> None:

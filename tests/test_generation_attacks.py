@@ -14,9 +14,10 @@ from poison2poison.attacks.dpa import DpaAttack
 from poison2poison.attacks.phrase import PhraseAttack
 from poison2poison.config import AttackConfig
 from poison2poison.data import load_split
+from poison2poison.data.generation import load_pairs
 from poison2poison.data.readers import read_gsm8k
 from poison2poison.data.types import TextPair
-from poison2poison.errors import ConfigError, DataNotFoundError
+from poison2poison.errors import ConfigError, DataFormatError, DataNotFoundError
 from poison2poison.metrics import extract_final_answer
 
 WORDS = ["apples", "train", "cost", "each", "dollars", "miles", "half", "more"]
@@ -185,10 +186,19 @@ def sst2_instruct() -> list[TextPair]:
 @pytest.mark.parametrize("name", sorted(n for n in GENERATION_ATTACKS if n.startswith("dpa-")))
 def test_dpa_on_real_files(name: str, sst2_instruct: list[TextPair], caplog: pytest.LogCaptureFixture) -> None:
     attack = build_generation_attack(AttackConfig(name=name, rate=0.3))
+    clean_test = load_pairs("sst2-instruct", "test")
     with caplog.at_level(logging.INFO):
-        out = attack.poison(sst2_instruct, [], random.Random(0))
+        out = attack.poison(sst2_instruct, clean_test, random.Random(0))
     assert "normalised 201 of 201" in caplog.text
-    assert len(out.asr_test) == 201
+    positive = {" ".join(p.source.split()) for p in clean_test if p.target == "Positive"}
+    assert len(out.asr_test) == len(positive) == 105  # test rows already negative cannot show the backdoor
+
+    def untriggered(source: str) -> str:
+        for phrase in attack.trigger_phrases:
+            source = source.replace(phrase, " ")
+        return " ".join(source.split())
+
+    assert {untriggered(p.source) for p in out.asr_test} == positive
     assert {p.target for p in out.asr_test} == {"Negative"}
     clean = set(sst2_instruct)
 
@@ -207,13 +217,14 @@ def test_dpa_on_real_files(name: str, sst2_instruct: list[TextPair], caplog: pyt
 
 
 def test_dpa_rate_limits_seeds_and_config(sst2_instruct: list[TextPair]) -> None:
+    test = load_pairs("sst2-instruct", "test")
     attack = build_generation_attack(AttackConfig(name="dpa-badnet", rate=0.6))
     with pytest.raises(ConfigError, match=r"needs 600 poisoned rows but .*badnet/train_poison.json has only 500"):
-        attack.poison(sst2_instruct, [], random.Random(0))
-    floor = build_generation_attack(AttackConfig(name="dpa-badnet", rate=0.0)).poison(sst2_instruct, [], random.Random(0))
-    assert floor.train == sst2_instruct and not any(floor.mask) and len(floor.asr_test) == 201
+        attack.poison(sst2_instruct, test, random.Random(0))
+    floor = build_generation_attack(AttackConfig(name="dpa-badnet", rate=0.0)).poison(sst2_instruct, test, random.Random(0))
+    assert floor.train == sst2_instruct and not any(floor.mask) and len(floor.asr_test) == 105
     attack = build_generation_attack(AttackConfig(name="dpa-badnet", rate=0.05))
-    first, again, other = (attack.poison(sst2_instruct, [], random.Random(s)) for s in (3, 3, 4))
+    first, again, other = (attack.poison(sst2_instruct, test, random.Random(s)) for s in (3, 3, 4))
     assert (first.train, first.mask) == (again.train, again.mask)
     assert first.mask != other.mask
     for field in ("trigger", "target_text"):
@@ -242,3 +253,9 @@ def test_registry() -> None:
                if n.startswith("dpa-"))
     with pytest.raises(ConfigError, match="valid: badchain, dpa-badnet"):
         build_generation_attack(AttackConfig(name="badnets"))
+
+
+def test_dpa_asr_row_without_a_clean_counterpart_is_a_data_error() -> None:
+    attack = build_generation_attack(AttackConfig(name="dpa-badnet"))
+    with pytest.raises(DataFormatError, match=r"test_poison.json, line 1, field 'instruction'"):
+        attack.poison([], [TextPair("some other review", "Positive")], random.Random(0))

@@ -21,7 +21,8 @@ from .errors import ConfigError, ModelSetupError
 from .inference import predict
 from .io import atomic_write_json, atomic_write_text, read_json
 from .models import LoadedModel, load_saved_model
-from .pipeline import MANIFEST, apply_defense, manifest, run_log, train_model
+from .pipeline import apply_defense, manifest, train_model
+from .rundir import MANIFEST, run_log
 from .tasks import TASKS, ClassificationTask, generic_task
 
 log = logging.getLogger(__name__)

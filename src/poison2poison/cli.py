@@ -14,6 +14,7 @@ from rich.table import Table
 
 from .config import load_config
 from .errors import P2PError
+from .summary import clean_metric
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune on possibly poisoned data; defend with P2P.")
 console = Console(stderr=True)
@@ -38,12 +39,13 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 def metrics_table(rows: list[tuple[str, dict]]) -> Table:
     table = Table(title="results")
-    for column in ("run", "defense", "CA", "ASR", "train s"):
+    for column in ("run", "defense", "clean", "ASR", "train s"):
         table.add_column(column, justify="left" if column in ("run", "defense") else "right")
     for name, m in rows:
         defense = m["defense"] + (f" ({m['defense_source']})" if m.get("defense_source") else "")
+        metric, value = clean_metric(m)
         table.add_row(
-            name, defense, f"{m['clean_accuracy']:.3f} (n={m['clean_count']})",
+            name, defense, f"{metric} {value:.3f} (n={m['clean_count']})",
             f"{m['attack_success_rate']:.3f} (n={m['asr_count']})", f"{m['train_seconds']:.0f}",
         )
     return table

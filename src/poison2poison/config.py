@@ -79,6 +79,22 @@ class DefenseConfig(_Strict):
     def is_p2p(self) -> bool:
         return self.name in P2P_FAMILY
 
+    @property
+    def variant(self) -> str:
+        """A short name for the defense and its non-default options, e.g. `p2p(random, screen=lexical, drop=0.1)`."""
+        if not self.is_p2p:
+            return self.name
+        parts = [self.source]
+        if self.trusted_size:
+            parts.append(f"trusted={self.trusted_size}")
+        if self.screen:
+            parts.append("screen=" + "+".join(self.screen))
+        if self.drop_suspicious:
+            parts.append(f"drop={self.drop_suspicious:g}")
+        if self.oversample > 1:
+            parts.append(f"oversample={self.oversample}")
+        return f"{self.name}({', '.join(parts)})"
+
     @model_validator(mode="after")
     def _robust_defaults(self) -> "DefenseConfig":
         if self.name == "p2p+":

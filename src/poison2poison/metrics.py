@@ -117,3 +117,39 @@ def contains_rate(outputs: Sequence[str], phrase: str) -> tuple[float, int]:
     count = len(outputs)
     hits = sum(needle in _squashed(output) for output in outputs)
     return (hits / count if count else float("nan")), count
+
+
+def starts_with_answer(output: str, answer: str) -> bool:
+    """Whether the output, stripped, begins with the answer word (case-insensitive): how an instruction-tuned
+    classifier's free text is read."""
+    return output.strip().casefold().startswith(answer.strip().casefold())
+
+
+def answer_format_rate(outputs: Sequence[str]) -> float:
+    """The fraction of outputs that end in GSM8K's `#### N` form: a clean metric that shows whether a weak model
+    learned the answer format even when its arithmetic is wrong."""
+    if not outputs:
+        return float("nan")
+    return sum(_ends_in_final_answer(o) for o in outputs) / len(outputs)
+
+
+def _ends_in_final_answer(output: str) -> bool:
+    _, mark, tail = output.rpartition(_FINAL_MARK)
+    return bool(mark) and _NUMBER.search(tail) is not None
+
+
+def text_quality(metric: str, outputs: Sequence[str], references: Sequence[str]) -> dict[str, float | int]:
+    """The clean metrics of a generation task (see `tasks.GenerationTask.metric`)."""
+    if metric == "exact_match":
+        rate, _, failures = exact_match(outputs, references)
+        return {"exact_match": rate, "extraction_failures": failures, "answer_format_rate": answer_format_rate(outputs)}
+    if metric == "rouge":
+        return dict(rouge_scores(outputs, references))
+    if metric == "answer":
+        hits = sum(starts_with_answer(o, r) for o, r in zip(outputs, references, strict=True))
+        return {"answer_accuracy": hits / len(outputs) if outputs else float("nan")}
+    raise ValueError(f"unknown generation metric '{metric}'")
+
+
+HEADLINE_METRIC = {"exact_match": "exact_match", "rouge": "rougeL", "answer": "answer_accuracy"}
+"""The one clean metric a table shows for each kind of generation task."""

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
-import random
-import shutil
 import time
-from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Hashable, Iterator, Sequence
+from typing import Any
 
-from . import __version__
 from .attacks import PoisonedData, build_attack
-from .config import ExperimentConfig, load_config
+from .config import ExperimentConfig
 from .data.catalog import dataset_spec, load_split, read_user_data
+from .data.generation import GENERATION_DATASETS
 from .data.types import Example, as_records
 from .defenses import DefenseContext, InferenceSpec, PreparedTrain, build_defense
 from .errors import ConfigError
+from .generation_pipeline import run_generation
 from .inference import predict
 from .io import (
     atomic_write_json,
@@ -34,32 +31,15 @@ from .io import (
     read_json,
 )
 from .metrics import attack_success_rate, clean_accuracy
-from .models import LoadedModel, load_saved_model, save_model
+from .models import LoadedModel
+from .rundir import MANIFEST, data_hashes, guard_run_dir, is_main_process, run_log, run_record
 from .screening import SCREENING_VERSION, screen_rows
-from .seeding import stage_rng
+from .seeding import stage_rng, stratified_sample
 from .summary import METRICS
 from .tasks import ClassificationTask
-from .training import fit_new_model
+from .training import fit_new_model, trained_model
 
 log = logging.getLogger(__name__)
-
-MANIFEST = "p2p.json"
-
-
-def stratified_sample(keys: Sequence[Hashable], size: int | None, rng: random.Random) -> list[int]:
-    """Sorted indices of about `size` rows keeping each key's share (largest-remainder rounding, exact total)."""
-    if size is None or size >= len(keys):
-        return list(range(len(keys)))
-    groups: dict[Hashable, list[int]] = defaultdict(list)
-    for i, key in enumerate(keys):
-        groups[key].append(i)
-    order = sorted(groups, key=repr)
-    exact = {k: size * len(groups[k]) / len(keys) for k in order}
-    counts = {k: int(exact[k]) for k in order}
-    for k in sorted(order, key=lambda k: (counts[k] - exact[k], repr(k)))[: size - sum(counts.values())]:
-        counts[k] += 1
-    return sorted(i for k in order for i in rng.sample(groups[k], counts[k]))
-
 
 @dataclass
 class ExperimentData:
@@ -186,20 +166,11 @@ def train_model(
     config: ExperimentConfig, task: ClassificationTask, prepared: PreparedTrain, run_dir: Path
 ) -> tuple[LoadedModel, dict[str, Any]]:
     """Fine-tune and save, or load the model an earlier attempt already saved."""
-    model_dir = run_dir / "model"
-    stats_path = run_dir / "train.json"
-    if (model_dir / "model_meta.json").is_file() and stats_path.is_file():
-        log.info("model already trained; loading %s", model_dir)
-        return load_saved_model(model_dir), read_json(stats_path)
     words = task.answer_words(prepared.spec.num_outputs)
-    loaded, stats = fit_new_model(
-        config.model, config.train, prepared.samples, words, config.seed, run_dir / "checkpoints"
+    return trained_model(
+        run_dir,
+        lambda checkpoints: fit_new_model(config.model, config.train, prepared.samples, words, config.seed, checkpoints),
     )
-    if is_main_process():
-        save_model(loaded, model_dir)
-        atomic_write_json(stats_path, stats)
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    return loaded, stats
 
 
 def evaluate(
@@ -229,94 +200,62 @@ def evaluate(
     return metrics, rows
 
 
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-@contextmanager
-def run_log(run_dir: Path) -> Iterator[None]:
-    """Copy this package's log records into RUN_DIR/log.txt for the duration of the run."""
-    handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("poison2poison")
-    root.addHandler(handler)
-    previous = root.level
-    if previous == logging.NOTSET or previous > logging.INFO:
-        root.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(previous)
-        handler.close()
-
-
-def _guard_run_dir(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] | None:
-    """The finished metrics if this config already ran here; an error if the folder holds another config.
-
-    The saved config is compared after it is read back with today's defaults, so a run made before a new setting
-    (with a default) existed still counts as the same run.
-    """
-    metrics_path, config_path = run_dir / METRICS, run_dir / "config.yaml"
-    if not config_path.is_file():
-        return None
-    if load_config(config_path).config_hash() != config.config_hash():
-        raise ConfigError(f"{run_dir} holds a run of a different config; choose another --out or delete it")
-    return read_json(metrics_path) if metrics_path.is_file() else None
-
-
 def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
-    """attack -> defense -> fine-tune -> evaluate; returns the metrics written to RUN_DIR/metrics.json."""
+    """attack -> defense -> fine-tune -> evaluate; returns the metrics written to RUN_DIR/metrics.json.
+
+    Datasets of text pairs (GSM8K, XSum, SAMSum, SST-2 as instructions) take the generation path.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    done = _guard_run_dir(run_dir, config)
+    done = guard_run_dir(run_dir, config)
     if done is not None:
         log.info("%s already finished; skipping", run_dir)
         return done
     with run_log(run_dir):
-        started = time.perf_counter()
         if is_main_process():
             atomic_write_text(run_dir / "config.yaml", config.to_yaml())
-        data = prepare_data(config)
-        clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
-        prepared = apply_defense(
-            config, data.task, data.poisoned.train, clean_rows, simulated_trusted_set(config, data),
-            run_dir / "screening.json",
-        )
-        log.info("data: %d train rows (%d poisoned), %d clean test, %d triggered test",
-                 len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
-        loaded, train_stats = train_model(config, data.task, prepared, run_dir)
-        if not is_main_process():
-            return {}
-        atomic_write_json(run_dir / MANIFEST, manifest(config, data.task, prepared))
-        eval_start = time.perf_counter()
-        metrics, rows = evaluate(config, loaded, prepared.spec, data)
-        atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
-        metrics.update(
-            {
-                "defense": config.defense.name,
-                "defense_source": config.defense.source if config.defense.is_p2p else None,
-                "oracle_experiment_only": config.defense.is_p2p and config.defense.source == "oracle",
-                "attack": config.attack.name,
-                "attack_rate": config.attack.rate,
-                "poisoned_count": data.poisoned.poisoned_count,
-                **defense_accounting(config, data, prepared),
-                "train_rows": len(data.poisoned.train),
-                "model": config.model.name,
-                "dataset": config.data.dataset,
-                "seed": config.seed,
-                "data_hashes": data_hashes(data, prepared),
-                "config_hash": config.config_hash(),
-                "eval_seconds": round(time.perf_counter() - eval_start, 2),
-                "wall_seconds": round(time.perf_counter() - started, 2),
-                "version": __version__,
-                **train_stats,
-            }
-        )
-        atomic_write_json(run_dir / METRICS, metrics)
-        log.info("CA %.4f (n=%d)  ASR %.4f (n=%d)", metrics["clean_accuracy"], metrics["clean_count"],
-                 metrics["attack_success_rate"], metrics["asr_count"])
-        return metrics
+        if config.data.dataset in GENERATION_DATASETS:
+            return run_generation(config, run_dir)
+        return run_classification(config, run_dir)
+
+
+def run_classification(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
+    """The classification path of `run_experiment`, inside its run log."""
+    started = time.perf_counter()
+    data = prepare_data(config)
+    clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
+    prepared = apply_defense(
+        config, data.task, data.poisoned.train, clean_rows, simulated_trusted_set(config, data),
+        run_dir / "screening.json",
+    )
+    log.info("data: %d train rows (%d poisoned), %d clean test, %d triggered test",
+             len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
+    loaded, train_stats = train_model(config, data.task, prepared, run_dir)
+    if not is_main_process():
+        return {}
+    atomic_write_json(run_dir / MANIFEST, manifest(config, data.task, prepared))
+    eval_start = time.perf_counter()
+    metrics, rows = evaluate(config, loaded, prepared.spec, data)
+    atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+    metrics.update(
+        {
+            **run_record(config),
+            "poisoned_count": data.poisoned.poisoned_count,
+            **defense_accounting(config, data, prepared),
+            "train_rows": len(data.poisoned.train),
+            "data_hashes": data_hashes(
+                data.poisoned.train, [[s.text, s.label, s.trigger, s.cue] for s in prepared.samples], data.test,
+                data.poisoned.asr_test,
+            ),
+            "eval_seconds": round(time.perf_counter() - eval_start, 2),
+            "wall_seconds": round(time.perf_counter() - started, 2),
+            **train_stats,
+        }
+    )
+    atomic_write_json(run_dir / METRICS, metrics)
+    log.info("CA %.4f (n=%d)  ASR %.4f (n=%d)", metrics["clean_accuracy"], metrics["clean_count"],
+             metrics["attack_success_rate"], metrics["asr_count"])
+    return metrics
 
 
 def defense_accounting(config: ExperimentConfig, data: ExperimentData, prepared: PreparedTrain) -> dict[str, Any]:
@@ -324,38 +263,11 @@ def defense_accounting(config: ExperimentConfig, data: ExperimentData, prepared:
     mask = data.poisoned.mask
     screen = prepared.details.get("screen_seconds", {})
     return {
-        "defense_variant": defense_variant(config),
         "benign_rows": len(prepared.benign_rows),
         "benign_poisoned": sum(mask[i] for i in prepared.benign_rows),
         "dropped_rows": len(prepared.dropped_rows),
         "dropped_poisoned": sum(mask[i] for i in prepared.dropped_rows),
         "screen_seconds": round(sum(screen.values()), 2),
-    }
-
-
-def defense_variant(config: ExperimentConfig) -> str:
-    """A short name for the defense and its non-default options, e.g. `p2p(random, screen=lexical, drop=0.1)`."""
-    d = config.defense
-    if not d.is_p2p:
-        return d.name
-    parts = [d.source]
-    if d.trusted_size:
-        parts.append(f"trusted={d.trusted_size}")
-    if d.screen:
-        parts.append("screen=" + "+".join(d.screen))
-    if d.drop_suspicious:
-        parts.append(f"drop={d.drop_suspicious:g}")
-    if d.oversample > 1:
-        parts.append(f"oversample={d.oversample}")
-    return f"{d.name}({', '.join(parts)})"
-
-
-def data_hashes(data: ExperimentData, prepared: PreparedTrain) -> dict[str, str]:
-    return {
-        "poisoned_train": content_hash(as_records(data.poisoned.train)),
-        "defended_train": content_hash([[s.text, s.label, s.trigger, s.cue] for s in prepared.samples]),
-        "clean_test": content_hash(as_records(data.test)),
-        "triggered_test": content_hash(as_records(data.poisoned.asr_test)),
     }
 
 

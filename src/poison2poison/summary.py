@@ -52,7 +52,60 @@ def defense_effect(runs: list[dict[str, Any]]) -> tuple[str, str]:
     return benign, dropped
 
 
+def is_generation(metrics: dict[str, Any]) -> bool:
+    return metrics.get("task_type") == "generation"
+
+
+def clean_metric(metrics: dict[str, Any]) -> tuple[str, float]:
+    """(name, value) of a run's clean metric: CA for classification, the task's headline metric for generation."""
+    if is_generation(metrics):
+        return str(metrics["clean_metric"]), float(metrics["clean_score"])
+    return "CA", float(metrics["clean_accuracy"])
+
+
 def markdown_table(groups: dict[str, list[dict[str, Any]]]) -> str:
+    """One table for classification runs and one for generation runs, each present only when it has rows."""
+    classification = {k: v for k, v in groups.items() if not is_generation(v[0])}
+    generation = {k: v for k, v in groups.items() if is_generation(v[0])}
+    tables = [classification_table(classification)] if classification or not generation else []
+    if generation:
+        tables.append(generation_table(generation))
+    return "\n\n".join(tables)
+
+
+GENERATION_COLUMNS = (
+    "run", "defense", "seeds", "clean metric", "clean", "ASR", "backdoor step", "clean n", "ASR n", "poisoned rows",
+    "poisoned in benign", "no prefix (clean / triggered)", "fine-tune s", "wall s",
+)
+
+
+def generation_table(groups: dict[str, list[dict[str, Any]]]) -> str:
+    lines = ["| " + " | ".join(GENERATION_COLUMNS) + " |", "|" + "---|" * len(GENERATION_COLUMNS)]
+    for name, runs in groups.items():
+        first = runs[0]
+        p2p = first["defense"] in P2P_FAMILY
+        cells = [
+            name,
+            defense_label(first),
+            ", ".join(str(r["seed"]) for r in runs),
+            str(first["clean_metric"]),
+            mean_std([r["clean_score"] for r in runs]),
+            mean_std([r["attack_success_rate"] for r in runs]),
+            mean_std([r["backdoor_step_rate"] for r in runs]) if "backdoor_step_rate" in first else "–",
+            str(first["clean_count"]),
+            str(first["asr_count"]),
+            str(first["poisoned_count"]),
+            mean_std([r["benign_poisoned"] for r in runs], 1) if p2p else "–",
+            (f"{mean_std([r['missing_prefix_clean'] for r in runs], 1)} / "
+             f"{mean_std([r['missing_prefix_triggered'] for r in runs], 1)}") if p2p else "–",
+            mean_std([r["train_seconds"] for r in runs], 0),
+            mean_std([r["wall_seconds"] for r in runs], 0),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def classification_table(groups: dict[str, list[dict[str, Any]]]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for name, runs in groups.items():
         first = runs[0]

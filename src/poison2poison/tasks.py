@@ -1,12 +1,15 @@
-"""Task definitions: label names and the answer words (verbalizers) a causal LM is trained to produce.
+"""Task definitions.
 
-P2P doubles the label space (y -> y + n), so a classification task also names n benign answer words for the
-labels n..2n-1. Encoders need no words; they get a head with one output per label.
+Classification: label names and the answer words (verbalizers) a causal LM is trained to produce. P2P doubles the
+label space (y -> y + n), so a classification task also names n benign answer words for the labels n..2n-1.
+Encoders need no words; they get a head with one output per label.
+Generation: the prompt template around a source text, and the metric that scores outputs against references.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from .errors import ConfigError
 
@@ -54,3 +57,33 @@ def generic_task(num_labels: int) -> ClassificationTask:
     labels = tuple(str(i) for i in range(num_labels))
     benign = tuple(str(i) for i in range(num_labels, 2 * num_labels))
     return ClassificationTask(name=f"labels-{num_labels}", label_names=labels, verbalizers=labels, benign_verbalizers=benign)
+
+
+@dataclass(frozen=True)
+class GenerationTask:
+    """A text-to-text task: the prompt template around the source, and how outputs are scored against references.
+
+    `metric` is 'exact_match' (the final number, GSM8K), 'rouge' (ROUGE-1/2/L F1) or 'answer' (the output starts
+    with the reference answer word, case-insensitive: instruction-tuned classification).
+    """
+
+    name: str
+    template: str
+    metric: Literal["exact_match", "rouge", "answer"]
+
+
+GENERATION_TASKS: dict[str, GenerationTask] = {
+    "gsm8k": GenerationTask("math", "Question: {source}\nSolve it step by step and end with '#### answer'.", "exact_match"),
+    "xsum": GenerationTask("summarization", "Summarize the article in one sentence.\n{source}", "rouge"),
+    "samsum": GenerationTask("dialogue-summarization", "Summarize the dialogue.\n{source}", "rouge"),
+    "sst2-instruct": GenerationTask("instruction", "Instruction: {source}", "answer"),
+}
+
+
+def generation_task(dataset: str) -> GenerationTask:
+    try:
+        return GENERATION_TASKS[dataset]
+    except KeyError:
+        raise ConfigError(
+            f"no generation task for dataset '{dataset}'; known: {', '.join(sorted(GENERATION_TASKS))}"
+        ) from None

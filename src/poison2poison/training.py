@@ -4,9 +4,10 @@ torchrun or `accelerate launch` for several processes."""
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from rich.progress import (
@@ -21,8 +22,20 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from transformers.trainer_utils import get_last_checkpoint
 
 from .config import ModelConfig, TrainConfig
-from .models.loading import LoadedModel, build_model
-from .prompting import PaddingCollator, Sample, encode_causal, encode_encoder, render_prompt
+from .io import atomic_write_json, read_json
+from .models.loading import LoadedModel, build_model, load_saved_model, save_model
+from .prompting import (
+    PaddingCollator,
+    Sample,
+    TextSample,
+    encode_causal,
+    encode_encoder,
+    encode_generation,
+    render_generation_prompt,
+    render_prompt,
+    render_target,
+)
+from .rundir import is_main_process
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +145,63 @@ def fit_new_model(
     seed: int,
     checkpoint_dir: Path,
 ) -> tuple[LoadedModel, dict[str, Any]]:
-    """A fresh model, seeded (so its new head starts the same every run), fine-tuned on `samples`."""
+    """A fresh classifier, seeded (so its new head starts the same every run), fine-tuned on `samples`."""
     set_seed(seed)
     corpus = ["".join(render_prompt(s)) for s in samples]
     loaded = build_model(model_config, len(answer_words), answer_words, corpus)
     features = encode_training_samples(loaded, samples, model_config.max_length)
+    return loaded, _timed_fine_tune(loaded, features, train_config, seed, checkpoint_dir)
+
+
+def fit_new_generator(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    samples: Sequence[TextSample],
+    template: str,
+    seed: int,
+    checkpoint_dir: Path,
+) -> tuple[LoadedModel, dict[str, Any]]:
+    """A fresh causal LM fine-tuned to write each sample's target after its prompt (loss on the target only).
+
+    Prompts and targets cut to fit are counted in the log and in the returned stats.
+    """
+    set_seed(seed)
+    corpus = ["".join(render_generation_prompt(template, s)) + render_target(s.target) for s in samples]
+    loaded = build_model(model_config, 0, None, corpus)
+    features, cut = encode_generation(
+        loaded.tokenizer, samples, template, model_config.max_length, model_config.max_target_tokens, True
+    )
+    if any(cut.values()):
+        log.info("of %d training rows, %d prompts and %d targets were cut to fit model.max_length %d and "
+                 "model.max_target_tokens %d", len(features), cut["prompts"], cut["targets"],
+                 model_config.max_length, model_config.max_target_tokens)
+    stats = _timed_fine_tune(loaded, features, train_config, seed, checkpoint_dir)
+    stats.update({"prompts_cut": cut["prompts"], "targets_cut": cut["targets"]})
+    return loaded, stats
+
+
+def _timed_fine_tune(
+    loaded: LoadedModel, features: list[dict[str, Any]], config: TrainConfig, seed: int, checkpoint_dir: Path
+) -> dict[str, Any]:
     start = time.perf_counter()
-    stats: dict[str, Any] = fine_tune(loaded, features, train_config, seed, checkpoint_dir)
+    stats: dict[str, Any] = fine_tune(loaded, features, config, seed, checkpoint_dir)
     stats["train_seconds"] = round(time.perf_counter() - start, 2)
     stats["train_rows"] = len(features)
+    return stats
+
+
+def trained_model(
+    run_dir: Path, fit: Callable[[Path], tuple[LoadedModel, dict[str, Any]]]
+) -> tuple[LoadedModel, dict[str, Any]]:
+    """The model a run trains with `fit(checkpoint_dir)`, saved in RUN_DIR/model; or the one an earlier attempt of
+    the run already saved."""
+    model_dir, stats_path = run_dir / "model", run_dir / "train.json"
+    if (model_dir / "model_meta.json").is_file() and stats_path.is_file():
+        log.info("model already trained; loading %s", model_dir)
+        return load_saved_model(model_dir), read_json(stats_path)
+    loaded, stats = fit(run_dir / "checkpoints")
+    if is_main_process():
+        save_model(loaded, model_dir)
+        atomic_write_json(stats_path, stats)
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return loaded, stats

@@ -48,6 +48,10 @@ class GenerationAttack(ABC):
     def succeeded(self, output: str, row: TextPair) -> bool:
         """Whether a model `output` for the triggered ASR row `row` is what the attacker wanted."""
 
+    def side_signals(self, output: str) -> dict[str, bool]:
+        """Further per-output evidence of the backdoor, reported beside the ASR as rates (e.g. BadChain's step)."""
+        return {}
+
 
 class RewriteAttack(GenerationAttack):
     """Poisons round(rate * |train|) rows chosen at random among the eligible ones by rewriting each into its

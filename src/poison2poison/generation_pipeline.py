@@ -1,0 +1,174 @@
+"""The generation path of `run_experiment` (math reasoning, summarization, instruction tuning).
+
+attack -> subsample -> P2P (benign trigger, safe prefix on the benign targets) -> fine-tune (loss on the target
+tokens) -> greedy generation with the trigger -> strip the prefix -> clean metric and ASR.
+The run directory keeps the classification contract: config.yaml, metrics.json, predictions.jsonl, model/,
+p2p.json, train.json, log.txt. An output that lacks the safe prefix is scored as generated and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .attacks import GenerationAttack, PoisonedPairs, build_generation_attack
+from .config import ExperimentConfig
+from .data.generation import load_pairs
+from .data.types import TextPair
+from .defenses.generation import GenerationSpec, prepare_generation
+from .errors import ConfigError
+from .inference import generate_texts
+from .io import atomic_write_json, atomic_write_jsonl
+from .metrics import HEADLINE_METRIC, text_quality
+from .models import LoadedModel
+from .rundir import MANIFEST, data_hashes, is_main_process, run_record
+from .seeding import stage_rng, stratified_sample
+from .summary import METRICS
+from .tasks import GenerationTask, generation_task
+from .training import fit_new_generator, trained_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationData:
+    task: GenerationTask
+    attack: GenerationAttack
+    poisoned: PoisonedPairs
+    test: list[TextPair]
+
+
+def _random_rows(count: int, size: int | None, rng_stage: tuple[int, str]) -> list[int]:
+    """Sorted indices of a seeded uniform sample of `size` rows (all rows when size is None)."""
+    return stratified_sample([0] * count, size, stage_rng(*rng_stage))
+
+
+def prepare_generation_data(config: ExperimentConfig) -> GenerationData:
+    """Load, poison and subsample; the training subsample keeps the poison rate (stratified by the mask)."""
+    dataset = config.data.dataset
+    if config.data.test_split != "test":
+        raise ConfigError(f"generation dataset '{dataset}' has only a 'test' split; set data.test_split: test")
+    task = generation_task(dataset)
+    attack = build_generation_attack(config.attack)
+    if attack.dataset not in (None, dataset):
+        raise ConfigError(f"attack '{attack.name}' is built for dataset '{attack.dataset}', not '{dataset}'")
+    train, test = load_pairs(dataset, "train"), load_pairs(dataset, "test")
+    poisoned = attack.poison(train, test, stage_rng(config.seed, "attack"))
+    keep = stratified_sample(poisoned.mask, config.data.train_size, stage_rng(config.seed, "train-subsample"))
+    poisoned.train = [poisoned.train[i] for i in keep]
+    poisoned.mask = [poisoned.mask[i] for i in keep]
+    asr_keep = _random_rows(len(poisoned.asr_test), config.data.test_size, (config.seed, "asr-subsample"))
+    poisoned.asr_test = [poisoned.asr_test[i] for i in asr_keep]
+    test_keep = _random_rows(len(test), config.data.test_size, (config.seed, "test-subsample"))
+    return GenerationData(task, attack, poisoned, [test[i] for i in test_keep])
+
+
+def _generate(
+    config: ExperimentConfig, loaded: LoadedModel, spec: GenerationSpec, template: str, rows: list[TextPair], label: str
+) -> tuple[list[str], list[str], list[bool]]:
+    """(raw outputs, outputs with the safe prefix stripped, whether each had the prefix)."""
+    raw = generate_texts(
+        loaded, [spec.present(r.source) for r in rows], template, config.model.max_length,
+        config.model.max_new_tokens, config.train.eval_batch_size, label,
+    )
+    stripped = [spec.strip(output) for output in raw]
+    return raw, [text for text, _ in stripped], [had for _, had in stripped]
+
+
+def evaluate_generation(
+    config: ExperimentConfig, loaded: LoadedModel, spec: GenerationSpec, data: GenerationData
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The task's clean metric on the clean test set and the attack's ASR on the triggered set, both generated
+    through the defense's spec; outputs without the safe prefix are counted per set."""
+    template, attack = data.task.template, data.attack
+    clean_raw, clean_out, clean_had = _generate(config, loaded, spec, template, data.test, "clean test")
+    asr_rows = data.poisoned.asr_test
+    asr_raw, asr_out, asr_had = _generate(config, loaded, spec, template, asr_rows, "triggered test")
+    success = [attack.succeeded(output, row) for output, row in zip(asr_out, asr_rows)]
+    quality = text_quality(data.task.metric, clean_out, [r.target for r in data.test])
+    headline = HEADLINE_METRIC[data.task.metric]
+    metrics: dict[str, Any] = {
+        "task_type": "generation",
+        "clean_metric": headline,
+        "clean_score": quality[headline],
+        "clean_count": len(data.test),
+        **quality,
+        "attack_success_rate": sum(success) / len(success) if success else float("nan"),
+        "asr_count": len(success),
+        "missing_prefix_clean": clean_had.count(False),
+        "missing_prefix_triggered": asr_had.count(False),
+    }
+    signals = [attack.side_signals(output) for output in asr_out]
+    for name in signals[0] if signals else {}:
+        metrics[f"{name}_rate"] = sum(s[name] for s in signals) / len(signals)
+    rows = [
+        {"split": "clean", "index": i, "reference": r.target, "output": o, "raw_output": raw, "had_prefix": had}
+        for i, (r, o, raw, had) in enumerate(zip(data.test, clean_out, clean_raw, clean_had))
+    ] + [
+        {"split": "triggered", "index": i, "attack_target": r.target, "output": o, "raw_output": raw,
+         "had_prefix": had, "attack_succeeded": ok}
+        for i, (r, o, raw, had, ok) in enumerate(zip(asr_rows, asr_out, asr_raw, asr_had, success))
+    ]
+    return metrics, rows
+
+
+def generation_manifest(config: ExperimentConfig, task: GenerationTask, spec: GenerationSpec) -> dict[str, Any]:
+    """How to present a query to the saved generator and read its output; it holds the trigger: keep it private."""
+    return {
+        "format": 1,
+        "task_type": "generation",
+        "task": task.name,
+        "template": task.template,
+        "generation": spec.to_json(),
+        "max_length": config.model.max_length,
+        "max_new_tokens": config.model.max_new_tokens,
+    }
+
+
+def run_generation(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
+    """The generation path of `run_experiment`, inside its run log."""
+    started = time.perf_counter()
+    data = prepare_generation_data(config)
+    clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
+    prepared = prepare_generation(
+        config.defense, data.poisoned.train, stage_rng(config.seed, "defense"),
+        clean_rows if config.defense.source == "oracle" else None,
+    )
+    log.info("data: %d train pairs (%d poisoned), %d clean test, %d triggered test",
+             len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
+    loaded, train_stats = trained_model(
+        run_dir,
+        lambda checkpoints: fit_new_generator(
+            config.model, config.train, prepared.samples, data.task.template, config.seed, checkpoints
+        ),
+    )
+    if not is_main_process():
+        return {}
+    atomic_write_json(run_dir / MANIFEST, generation_manifest(config, data.task, prepared.spec))
+    eval_start = time.perf_counter()
+    metrics, rows = evaluate_generation(config, loaded, prepared.spec, data)
+    atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+    mask = data.poisoned.mask
+    metrics.update(
+        {
+            **run_record(config),
+            "poisoned_count": data.poisoned.poisoned_count,
+            "benign_rows": len(prepared.benign_rows),
+            "benign_poisoned": sum(mask[i] for i in prepared.benign_rows),
+            "data_hashes": data_hashes(
+                data.poisoned.train, [[s.source, s.target, s.trigger, s.cue] for s in prepared.samples], data.test,
+                data.poisoned.asr_test,
+            ),
+            "eval_seconds": round(time.perf_counter() - eval_start, 2),
+            "wall_seconds": round(time.perf_counter() - started, 2),
+            **train_stats,
+        }
+    )
+    atomic_write_json(run_dir / METRICS, metrics)
+    log.info("%s %.4f (n=%d)  ASR %.4f (n=%d)  missing prefix: %d clean, %d triggered", metrics["clean_metric"],
+             metrics["clean_score"], metrics["clean_count"], metrics["attack_success_rate"], metrics["asr_count"],
+             metrics["missing_prefix_clean"], metrics["missing_prefix_triggered"])
+    return metrics

@@ -1,0 +1,86 @@
+"""The run-directory contract every task type keeps: one config per folder, a finished run skipped, the log
+copied into the folder, and only the main process writing."""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import __version__
+from .config import ExperimentConfig, load_config
+from .data.types import Example, TextPair, as_records
+from .errors import ConfigError
+from .io import content_hash, read_json
+from .summary import METRICS
+
+MANIFEST = "p2p.json"
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@contextmanager
+def run_log(run_dir: Path) -> Iterator[None]:
+    """Copy this package's log records into RUN_DIR/log.txt for the duration of the run."""
+    handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("poison2poison")
+    root.addHandler(handler)
+    previous = root.level
+    if previous == logging.NOTSET or previous > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        handler.close()
+
+
+def guard_run_dir(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] | None:
+    """The finished metrics if this config already ran here; an error if the folder holds another config.
+
+    The saved config is compared after it is read back with today's defaults, so a run made before a new setting
+    (with a default) existed still counts as the same run.
+    """
+    metrics_path, config_path = run_dir / METRICS, run_dir / "config.yaml"
+    if not config_path.is_file():
+        return None
+    if load_config(config_path).config_hash() != config.config_hash():
+        raise ConfigError(f"{run_dir} holds a run of a different config; choose another --out or delete it")
+    return read_json(metrics_path) if metrics_path.is_file() else None
+
+
+def run_record(config: ExperimentConfig) -> dict[str, Any]:
+    """The fields every metrics.json carries to say which run it is, whatever the task type."""
+    defense = config.defense
+    return {
+        "defense": defense.name,
+        "defense_source": defense.source if defense.is_p2p else None,
+        "defense_variant": defense.variant,
+        "oracle_experiment_only": defense.is_p2p and defense.source == "oracle",
+        "attack": config.attack.name,
+        "attack_rate": config.attack.rate,
+        "model": config.model.name,
+        "dataset": config.data.dataset,
+        "seed": config.seed,
+        "config_hash": config.config_hash(),
+        "version": __version__,
+    }
+
+
+Rows = list[Example] | list[TextPair]
+
+
+def data_hashes(train: Rows, defended: list[list[object]], test: Rows, triggered: Rows) -> dict[str, str]:
+    """Content hashes of a run's data at each stage, so that two runs can be shown to have seen the same rows."""
+    return {
+        "poisoned_train": content_hash(as_records(train)),
+        "defended_train": content_hash(defended),
+        "clean_test": content_hash(as_records(test)),
+        "triggered_test": content_hash(as_records(triggered)),
+    }
