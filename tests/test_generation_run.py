@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from poison2poison import load_config, run_experiment
+from poison2poison import DefendedModel, load_config, run_experiment
 from poison2poison.cli import app
-from poison2poison.errors import ConfigError
+from poison2poison.errors import ConfigError, ModelSetupError
 from poison2poison.io import read_json
 
 TINY = [
@@ -48,6 +48,11 @@ def test_generation_run_writes_and_accounts_for_every_output(gsm8k_run: tuple[Pa
     assert manifest["task_type"] == "generation"
     assert manifest["generation"]["output_prefix"] == "Safe answer: "
     assert manifest["generation"]["trigger"] == "The query currently entered is: "
+
+
+def test_a_generator_is_not_loaded_as_a_classifier(gsm8k_run: tuple[Path, dict]) -> None:
+    with pytest.raises(ModelSetupError, match="holds a generator"):
+        DefendedModel.load(gsm8k_run[0])
 
 
 def test_finished_generation_run_is_skipped(gsm8k_run: tuple[Path, dict]) -> None:

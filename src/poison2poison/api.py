@@ -90,6 +90,11 @@ class DefendedModel:
         if not manifest_path.is_file():
             raise ModelSetupError(f"{directory}: no {MANIFEST}; point at a folder written by `p2p defend` or `p2p run`")
         data = read_json(manifest_path)
+        if data.get("task_type") == "generation":
+            raise ModelSetupError(
+                f"{directory} holds a generator; DefendedModel and `p2p predict` serve classifiers. Load "
+                f"{directory / 'model'} with transformers and apply the trigger and prefix in {MANIFEST}"
+            )
         return cls(
             load_saved_model(directory / "model"), InferenceSpec.from_json(data["inference"]),
             list(data["label_names"]), int(data["max_length"]),
