@@ -16,7 +16,7 @@ from poison2poison.defenses.p2p import OFFICIAL_TRIGGER
 from poison2poison.errors import ConfigError, ModelSetupError
 from poison2poison.inference import generate_texts
 from poison2poison.models.loading import build_model
-from poison2poison.prompting import TextSample, encode_generation
+from poison2poison.prompting import TextSample, encode_generation, prefix_token_allowance
 
 TEMPLATE = "Question: {source}"
 pairs_strategy = st.lists(
@@ -85,6 +85,21 @@ def test_generation_loss_covers_the_target_only_and_keeps_the_cue() -> None:
     long = features[1]
     prompt_len = long["labels"].count(-100)
     assert long["input_ids"][prompt_len - len(cue) : prompt_len] == cue  # the cue survives truncation
+
+
+@pytest.mark.parametrize("prefix", ["Safe answer: ", "SAFE:", "ok then, "])
+def test_the_safe_prefix_never_eats_the_answer_budget(prefix: str) -> None:
+    _, loaded = _tiny(["Question: review one\nOutput: Negative", f"Question: review two\nAnswer: {prefix}Positive"])
+    tok = loaded.tokenizer
+    answer = tok(" Negative", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    benign = TextSample("review one", prefix + "Negative", trigger="T: ", cue="Answer:")
+    plain = TextSample("review one", "Negative")
+    allowance = prefix_token_allowance(tok, prefix)
+    features, cut = encode_generation(tok, [benign, plain], TEMPLATE, 64, len(answer), True, allowance)
+    assert cut["targets"] == 0  # the benign target keeps its EOS although the prefix made it longer
+    assert features[0]["labels"][-1] == features[1]["labels"][-1] == tok.eos_token_id
+    assert allowance >= len(tok(f" {prefix}Negative", add_special_tokens=False)["input_ids"]) - len(answer) + 1
+    assert prefix_token_allowance(tok, "") == 0
 
 
 def test_tiny_generation_is_greedy_batched_and_deterministic() -> None:

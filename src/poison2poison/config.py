@@ -112,8 +112,12 @@ class ModelConfig(_Strict):
     lora_alpha: int = Field(16, gt=0)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
     max_length: int = Field(128, ge=16)
-    max_new_tokens: int = Field(64, gt=0, description="generation: the longest output generated (greedy)")
-    max_target_tokens: int = Field(128, gt=0, description="generation: training targets are cut to this (counted)")
+    max_new_tokens: int = Field(
+        64, gt=0, description="generation: the longest output generated (greedy), not counting P2P's safe prefix"
+    )
+    max_target_tokens: int = Field(
+        128, gt=0, description="generation: training targets are cut to this (counted), not counting the safe prefix"
+    )
     freeze_embeddings: bool = Field(False, description="keep the input embeddings fixed (about 2x faster on CPU)")
     tiny_hidden_size: int = Field(128, gt=0)
     tiny_layers: int = Field(4, gt=0)

@@ -9,6 +9,7 @@ p2p.json, train.json, log.txt. An output that lacks the safe prefix is scored as
 from __future__ import annotations
 
 import logging
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from .inference import generate_texts
 from .io import atomic_write_json, atomic_write_jsonl
 from .metrics import HEADLINE_METRIC, text_quality
 from .models import LoadedModel
+from .prompting import prefix_token_allowance
 from .rundir import MANIFEST, data_hashes, is_main_process, run_record
 from .seeding import stage_rng, stratified_sample
 from .summary import METRICS
@@ -41,9 +43,9 @@ class GenerationData:
     test: list[TextPair]
 
 
-def _random_rows(count: int, size: int | None, rng_stage: tuple[int, str]) -> list[int]:
-    """Sorted indices of a seeded uniform sample of `size` rows (all rows when size is None)."""
-    return stratified_sample([0] * count, size, stage_rng(*rng_stage))
+def _random_rows(count: int, size: int | None, rng: random.Random) -> list[int]:
+    """Sorted indices of a uniform sample of `size` rows (all rows when size is None): pairs have no label."""
+    return stratified_sample([0] * count, size, rng)
 
 
 def prepare_generation_data(config: ExperimentConfig) -> GenerationData:
@@ -60,19 +62,21 @@ def prepare_generation_data(config: ExperimentConfig) -> GenerationData:
     keep = stratified_sample(poisoned.mask, config.data.train_size, stage_rng(config.seed, "train-subsample"))
     poisoned.train = [poisoned.train[i] for i in keep]
     poisoned.mask = [poisoned.mask[i] for i in keep]
-    asr_keep = _random_rows(len(poisoned.asr_test), config.data.test_size, (config.seed, "asr-subsample"))
+    asr_keep = _random_rows(len(poisoned.asr_test), config.data.test_size, stage_rng(config.seed, "asr-subsample"))
     poisoned.asr_test = [poisoned.asr_test[i] for i in asr_keep]
-    test_keep = _random_rows(len(test), config.data.test_size, (config.seed, "test-subsample"))
+    test_keep = _random_rows(len(test), config.data.test_size, stage_rng(config.seed, "test-subsample"))
     return GenerationData(task, attack, poisoned, [test[i] for i in test_keep])
 
 
 def _generate(
     config: ExperimentConfig, loaded: LoadedModel, spec: GenerationSpec, template: str, rows: list[TextPair], label: str
 ) -> tuple[list[str], list[str], list[bool]]:
-    """(raw outputs, outputs with the safe prefix stripped, whether each had the prefix)."""
+    """(raw outputs, outputs with the safe prefix stripped, whether each had the prefix). The prefix does not count
+    against `model.max_new_tokens`."""
+    max_new_tokens = config.model.max_new_tokens + prefix_token_allowance(loaded.tokenizer, spec.output_prefix)
     raw = generate_texts(
-        loaded, [spec.present(r.source) for r in rows], template, config.model.max_length,
-        config.model.max_new_tokens, config.train.eval_batch_size, label,
+        loaded, [spec.present(r.source) for r in rows], template, config.model.max_length, max_new_tokens,
+        config.train.eval_batch_size, label,
     )
     stripped = [spec.strip(output) for output in raw]
     return raw, [text for text, _ in stripped], [had for _, had in stripped]
@@ -142,7 +146,8 @@ def run_generation(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     loaded, train_stats = trained_model(
         run_dir,
         lambda checkpoints: fit_new_generator(
-            config.model, config.train, prepared.samples, data.task.template, config.seed, checkpoints
+            config.model, config.train, prepared.samples, data.task.template, config.seed, checkpoints,
+            prepared.spec.output_prefix,
         ),
     )
     if not is_main_process():

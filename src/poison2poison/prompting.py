@@ -103,6 +103,14 @@ def encode_causal(
     return features, truncated
 
 
+def prefix_token_allowance(tokenizer: Any, prefix: str) -> int:
+    """Tokens to grant on top of a length budget for outputs that carry P2P's safe prefix, so that the prefix never
+    eats the answer: its token count, plus one for a merge at its boundary with the answer."""
+    if not prefix:
+        return 0
+    return len(tokenizer(render_target(prefix.rstrip()), add_special_tokens=False)["input_ids"]) + 1
+
+
 def encode_generation(
     tokenizer: Any,
     samples: Sequence[TextSample],
@@ -110,9 +118,11 @@ def encode_generation(
     max_length: int,
     max_target_tokens: int,
     with_target: bool,
+    benign_allowance: int = 0,
 ) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Token features for a causal LM generator: the prompt's body is cut to fit (the cue never is), the target is
-    ` {target}` + EOS cut to `max_target_tokens`, and labels mask every prompt token (loss on the target only).
+    ` {target}` + EOS cut to `max_target_tokens` (plus `benign_allowance` for samples shown with a trigger, whose
+    targets carry the safe prefix), and labels mask every prompt token (loss on the target only).
 
     Returns the features and how many prompts and targets were truncated.
     """
@@ -122,8 +132,9 @@ def encode_generation(
         if with_target:
             target = tokenizer(render_target(sample.target), add_special_tokens=False)["input_ids"]
             target += [tokenizer.eos_token_id]
-            cut["targets"] += len(target) > max_target_tokens
-            target = target[:max_target_tokens]
+            budget = max_target_tokens + (benign_allowance if sample.trigger else 0)
+            cut["targets"] += len(target) > budget
+            target = target[:budget]
         prompt, cut_prompt = _prompt_ids(
             tokenizer, *render_generation_prompt(template, sample), max_length, len(target)
         )

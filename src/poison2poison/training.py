@@ -31,6 +31,7 @@ from .prompting import (
     encode_causal,
     encode_encoder,
     encode_generation,
+    prefix_token_allowance,
     render_generation_prompt,
     render_prompt,
     render_target,
@@ -160,16 +161,19 @@ def fit_new_generator(
     template: str,
     seed: int,
     checkpoint_dir: Path,
+    output_prefix: str = "",
 ) -> tuple[LoadedModel, dict[str, Any]]:
     """A fresh causal LM fine-tuned to write each sample's target after its prompt (loss on the target only).
 
-    Prompts and targets cut to fit are counted in the log and in the returned stats.
+    Benign targets may exceed `max_target_tokens` by the safe `output_prefix` they carry. Prompts and targets cut to
+    fit are counted in the log and in the returned stats.
     """
     set_seed(seed)
     corpus = ["".join(render_generation_prompt(template, s)) + render_target(s.target) for s in samples]
     loaded = build_model(model_config, 0, None, corpus)
     features, cut = encode_generation(
-        loaded.tokenizer, samples, template, model_config.max_length, model_config.max_target_tokens, True
+        loaded.tokenizer, samples, template, model_config.max_length, model_config.max_target_tokens, True,
+        prefix_token_allowance(loaded.tokenizer, output_prefix),
     )
     if any(cut.values()):
         log.info("of %d training rows, %d prompts and %d targets were cut to fit model.max_length %d and "
