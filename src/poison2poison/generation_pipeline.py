@@ -86,7 +86,8 @@ def evaluate_generation(
     config: ExperimentConfig, loaded: LoadedModel, spec: GenerationSpec, data: GenerationData
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The task's clean metric on the clean test set and the attack's ASR on the triggered set, both generated
-    through the defense's spec; outputs without the safe prefix are counted per set."""
+    through the defense's spec; outputs without the safe prefix are counted per set. The attack's side signals are
+    rated on both sets: on clean inputs they show a backdoor that fires without its trigger."""
     template, attack = data.task.template, data.attack
     clean_raw, clean_out, clean_had = _generate(config, loaded, spec, template, data.test, "clean test")
     asr_rows = data.poisoned.asr_test
@@ -105,9 +106,10 @@ def evaluate_generation(
         "missing_prefix_clean": clean_had.count(False),
         "missing_prefix_triggered": asr_had.count(False),
     }
-    signals = [attack.side_signals(output) for output in asr_out]
-    for name in signals[0] if signals else {}:
-        metrics[f"{name}_rate"] = sum(s[name] for s in signals) / len(signals)
+    for suffix, outputs in (("", asr_out), ("_clean", clean_out)):
+        signals = [attack.side_signals(output) for output in outputs]
+        for name in signals[0] if signals else {}:
+            metrics[f"{name}_rate{suffix}"] = sum(s[name] for s in signals) / len(signals)
     rows = [
         {"split": "clean", "index": i, "reference": r.target, "output": o, "raw_output": raw, "had_prefix": had}
         for i, (r, o, raw, had) in enumerate(zip(data.test, clean_out, clean_raw, clean_had))

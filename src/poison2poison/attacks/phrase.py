@@ -39,4 +39,10 @@ class PhraseAttack(RewriteAttack):
         return TextPair(f"{self.trigger} {row.source}", f"{self.target_text} {row.target}")
 
     def succeeded(self, output: str, row: TextPair) -> bool:
+        return self.has_target_text(output)
+
+    def has_target_text(self, output: str) -> bool:
         return _comparable(self.target_text) in _comparable(output)
+
+    def side_signals(self, output: str) -> dict[str, bool]:
+        return {"target_phrase": self.has_target_text(output)}
