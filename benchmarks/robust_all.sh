@@ -13,7 +13,7 @@ for seed in 0 1 2; do
   for setting in sst2-addsent-minilm sst2-hiddenkiller-minilm sst2-stylebkd-minilm; do
     "$t" "$out" "$seed" "$setting" $main
   done
-  "$t" "$out" "$seed" sst2-badnets-minilm $rates trusted-1pct trusted-5pct
+  "$t" "$out" "$seed" sst2-badnets-minilm $rates trusted-1pct trusted-5pct trusted-2pct-x10
   if [ "$seed" = 0 ]; then  # the alternative drop fraction, for the record in docs/robust.md
     for setting in sst2-badnets-minilm sst2-addsent-minilm; do "$t" "$out" 0 "$setting" drop20; done
   fi
