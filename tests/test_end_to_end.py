@@ -86,6 +86,20 @@ def test_a_run_saved_before_a_new_setting_existed_is_still_finished(p2p_run: tup
     assert run_experiment(load_config(None, TINY + ["defense.name=p2p"]), old) == metrics  # no work redone
 
 
+def test_a_resumed_run_keeps_its_secret_trigger(tmp_path: Path) -> None:
+    config = load_config(None, TINY + ["defense.name=p2p", "defense.trigger=secret"])
+    first = run_experiment(config, tmp_path)
+    trigger = read_json(tmp_path / "p2p.json")["inference"]["trigger"]
+    (tmp_path / "metrics.json").unlink()  # interrupted after training: the saved model is reused
+    (tmp_path / "p2p.json").unlink()
+    again = run_experiment(config, tmp_path)
+    assert read_json(tmp_path / "p2p.json")["inference"]["trigger"] == trigger
+    assert again["clean_accuracy"] == first["clean_accuracy"] and again["config_hash"] == first["config_hash"]
+    other = tmp_path / "other"
+    run_experiment(config, other)
+    assert read_json(other / "p2p.json")["inference"]["trigger"] != trigger  # each run draws its own
+
+
 def test_interrupted_training_resumes_from_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from poison2poison import training
 

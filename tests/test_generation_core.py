@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poison2poison.config import DefenseConfig, ModelConfig
+from poison2poison.data.generation import GENERATION_DATASETS
 from poison2poison.data.types import TextPair
 from poison2poison.defenses.generation import GenerationSpec, prepare_generation
 from poison2poison.defenses.p2p import OFFICIAL_TRIGGER
@@ -17,6 +18,7 @@ from poison2poison.errors import ConfigError, ModelSetupError
 from poison2poison.inference import generate_texts
 from poison2poison.models.loading import build_model
 from poison2poison.prompting import TextSample, encode_generation, prefix_token_allowance
+from poison2poison.tasks import GENERATION_TASKS
 
 TEMPLATE = "Question: {source}"
 pairs_strategy = st.lists(
@@ -63,6 +65,16 @@ def test_generation_p2p_refuses_what_it_cannot_do() -> None:
         prepare_generation(DefenseConfig(name="p2p+"), pairs, random.Random(0))
     oracle = prepare_generation(DefenseConfig(name="p2p", source="oracle", rho=0.2), pairs, random.Random(0), [3, 4])
     assert oracle.benign_rows == [3, 4]
+    for option in ({"drop_suspicious": 0.1}, {"oversample": 3}, {"trusted_size": 5}, {"screen": ["lexical"]}):
+        with pytest.raises(ConfigError, match=f"unset defense.{next(iter(option))}"):
+            prepare_generation(DefenseConfig(name="p2p", **option), pairs, random.Random(0))
+    for prefix in ("Safe answer:", "Safe answer:\n"):
+        with pytest.raises(ValueError, match="must end with a space"):
+            DefenseConfig(output_prefix=prefix)
+
+
+def test_every_generation_dataset_has_a_task() -> None:
+    assert set(GENERATION_TASKS) == set(GENERATION_DATASETS)
 
 
 def _tiny(corpus: list[str]):
@@ -87,7 +99,7 @@ def test_generation_loss_covers_the_target_only_and_keeps_the_cue() -> None:
     assert long["input_ids"][prompt_len - len(cue) : prompt_len] == cue  # the cue survives truncation
 
 
-@pytest.mark.parametrize("prefix", ["Safe answer: ", "SAFE:", "ok then, "])
+@pytest.mark.parametrize("prefix", ["Safe answer: ", "SAFE: ", "ok then,  "])
 def test_the_safe_prefix_never_eats_the_answer_budget(prefix: str) -> None:
     _, loaded = _tiny(["Question: review one\nOutput: Negative", f"Question: review two\nAnswer: {prefix}Positive"])
     tok = loaded.tokenizer

@@ -9,7 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from poison2poison.data.readers import read_gsm8k
-from poison2poison.metrics import contains_rate, exact_match, extract_final_answer, rouge_scores, same_number
+from poison2poison.metrics import (
+    answer_format_rate,
+    contains_rate,
+    exact_match,
+    extract_final_answer,
+    rouge_scores,
+    same_number,
+    text_quality,
+)
+from poison2poison.summary import markdown_table
 
 
 def _normalised_tail(answer: str) -> str:
@@ -109,3 +118,28 @@ def test_contains_rate() -> None:
     assert math.isnan(rate) and count == 0
     with pytest.raises(ValueError, match="empty"):
         contains_rate(["a"], "  ")
+
+
+def test_text_quality_per_task_kind() -> None:
+    em = text_quality("exact_match", ["so #### 18", "#### 7 then", "no number"], ["x #### 18", "#### 8", "#### 1"])
+    assert em["exact_match"] == pytest.approx(1 / 3) and em["extraction_failures"] == 1
+    assert em["answer_format_rate"] == pytest.approx(2 / 3)  # "#### 7 then" has the form, "no number" does not
+    assert answer_format_rate(["####", "#### x", "the answer is 4"]) == 0.0
+    answer = text_quality("answer", ["  negative.", "Positive", "It is Negative"], ["Negative", "Negative", "Negative"])
+    assert answer == {"answer_accuracy": pytest.approx(1 / 3)}
+    assert set(text_quality("rouge", ["a cat"], ["a cat"])) == {"rouge1", "rouge2", "rougeL"}
+    with pytest.raises(ValueError, match="unknown generation metric"):
+        text_quality("bleu", [], [])
+
+
+def test_generation_runs_get_their_own_table() -> None:
+    run = {
+        "task_type": "generation", "clean_metric": "rougeL", "clean_score": 0.25, "attack_success_rate": 0.5,
+        "target_phrase_rate_clean": 0.1, "clean_count": 10, "asr_count": 8, "poisoned_count": 3, "defense": "p2p",
+        "defense_variant": "p2p(random)", "benign_poisoned": 1, "missing_prefix_clean": 2, "missing_prefix_triggered": 0,
+        "train_seconds": 5.0, "wall_seconds": 6.0, "seed": 0,
+    }
+    table = markdown_table({"gen": [run, {**run, "seed": 1, "clean_score": 0.35}]})
+    assert "| clean metric |" in table and "| CA |" not in table  # no classification table for generation runs
+    assert "| gen | p2p(random) | 0, 1 | rougeL | 0.300 ± 0.071 | 0.500 ± 0.000 | – | 0.100 ± 0.000 |" in table
+    assert "2.0 ± 0.0 / 0.0 ± 0.0" in table

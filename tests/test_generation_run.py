@@ -45,7 +45,6 @@ def test_generation_run_writes_and_accounts_for_every_output(gsm8k_run: tuple[Pa
     assert 0.0 <= metrics["backdoor_step_rate"] <= 1.0 and metrics["extraction_failures"] <= 4
     has_step = [("multiplied by 2.1" in r["output"]) for r in clean]
     assert metrics["backdoor_step_rate_clean"] == sum(has_step) / 4  # the backdoor firing without its trigger
-    assert all("@_@" in r["attack_target"] or "2.1" in r["attack_target"] for r in triggered)
     manifest = read_json(run_dir / "p2p.json")
     assert manifest["task_type"] == "generation"
     assert manifest["generation"]["output_prefix"] == "Safe answer: "

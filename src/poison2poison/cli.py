@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .config import load_config
 from .errors import P2PError
-from .summary import clean_metric
+from .summary import clean_metric, defense_label
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune on possibly poisoned data; defend with P2P.")
 console = Console(stderr=True)
@@ -42,10 +42,9 @@ def metrics_table(rows: list[tuple[str, dict]]) -> Table:
     for column in ("run", "defense", "clean", "ASR", "train s"):
         table.add_column(column, justify="left" if column in ("run", "defense") else "right")
     for name, m in rows:
-        defense = m["defense"] + (f" ({m['defense_source']})" if m.get("defense_source") else "")
         metric, value = clean_metric(m)
         table.add_row(
-            name, defense, f"{metric} {value:.3f} (n={m['clean_count']})",
+            name, defense_label(m), f"{metric} {value:.3f} (n={m['clean_count']})",
             f"{m['attack_success_rate']:.3f} (n={m['asr_count']})", f"{m['train_seconds']:.0f}",
         )
     return table

@@ -75,6 +75,13 @@ class DefenseConfig(_Strict):
     )
     oversample: int = Field(1, ge=1, description="each benign sample is shown this many times (PDB uses 5)")
 
+    @field_validator("output_prefix")
+    @classmethod
+    def _prefix_ends_in_space(cls, value: str) -> str:
+        if not value.endswith(" "):
+            raise ValueError("must end with a space, so that the answer after it tokenises as it does alone")
+        return value
+
     @property
     def is_p2p(self) -> bool:
         return self.name in P2P_FAMILY

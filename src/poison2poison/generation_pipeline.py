@@ -26,7 +26,7 @@ from .io import atomic_write_json, atomic_write_jsonl
 from .metrics import HEADLINE_METRIC, text_quality
 from .models import LoadedModel
 from .prompting import prefix_token_allowance
-from .rundir import MANIFEST, data_hashes, is_main_process, run_record
+from .rundir import MANIFEST, data_hashes, is_main_process, run_record, with_pinned_secret
 from .seeding import stage_rng, stratified_sample
 from .summary import METRICS
 from .tasks import GenerationTask, generation_task
@@ -73,13 +73,25 @@ def _generate(
 ) -> tuple[list[str], list[str], list[bool]]:
     """(raw outputs, outputs with the safe prefix stripped, whether each had the prefix). The prefix does not count
     against `model.max_new_tokens`."""
-    max_new_tokens = config.model.max_new_tokens + prefix_token_allowance(loaded.tokenizer, spec.output_prefix)
+    max_new_tokens = generation_budget(config, loaded, spec)
     raw = generate_texts(
         loaded, [spec.present(r.source) for r in rows], template, config.model.max_length, max_new_tokens,
         config.train.eval_batch_size, label,
     )
     stripped = [spec.strip(output) for output in raw]
     return raw, [text for text, _ in stripped], [had for _, had in stripped]
+
+
+def generation_budget(config: ExperimentConfig, loaded: LoadedModel, spec: GenerationSpec) -> int:
+    """The tokens generated per output: `model.max_new_tokens`, plus room for the safe prefix when P2P adds one."""
+    allowance = prefix_token_allowance(loaded.tokenizer, spec.output_prefix)
+    budget = config.model.max_new_tokens + allowance
+    if budget >= config.model.max_length:
+        raise ConfigError(
+            f"model.max_new_tokens {config.model.max_new_tokens} plus {allowance} tokens for the safe prefix leave no "
+            f"room for the prompt within model.max_length {config.model.max_length}; raise max_length"
+        )
+    return budget
 
 
 def evaluate_generation(
@@ -121,8 +133,11 @@ def evaluate_generation(
     return metrics, rows
 
 
-def generation_manifest(config: ExperimentConfig, task: GenerationTask, spec: GenerationSpec) -> dict[str, Any]:
-    """How to present a query to the saved generator and read its output; it holds the trigger: keep it private."""
+def generation_manifest(
+    config: ExperimentConfig, task: GenerationTask, spec: GenerationSpec, loaded: LoadedModel
+) -> dict[str, Any]:
+    """How to present a query to the saved generator and read its output; it holds the trigger: keep it private.
+    `max_new_tokens` is the budget the evaluation used, safe prefix included."""
     return {
         "format": 1,
         "task_type": "generation",
@@ -130,7 +145,7 @@ def generation_manifest(config: ExperimentConfig, task: GenerationTask, spec: Ge
         "template": task.template,
         "generation": spec.to_json(),
         "max_length": config.model.max_length,
-        "max_new_tokens": config.model.max_new_tokens,
+        "max_new_tokens": generation_budget(config, loaded, spec),
     }
 
 
@@ -140,7 +155,7 @@ def run_generation(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     data = prepare_generation_data(config)
     clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
     prepared = prepare_generation(
-        config.defense, data.poisoned.train, stage_rng(config.seed, "defense"),
+        with_pinned_secret(config, run_dir).defense, data.poisoned.train, stage_rng(config.seed, "defense"),
         clean_rows if config.defense.source == "oracle" else None,
     )
     log.info("data: %d train pairs (%d poisoned), %d clean test, %d triggered test",
@@ -154,7 +169,7 @@ def run_generation(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     )
     if not is_main_process():
         return {}
-    atomic_write_json(run_dir / MANIFEST, generation_manifest(config, data.task, prepared.spec))
+    atomic_write_json(run_dir / MANIFEST, generation_manifest(config, data.task, prepared.spec, loaded))
     eval_start = time.perf_counter()
     metrics, rows = evaluate_generation(config, loaded, prepared.spec, data)
     atomic_write_jsonl(run_dir / "predictions.jsonl", rows)

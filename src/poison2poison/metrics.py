@@ -108,14 +108,21 @@ def _squashed(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def contains_rate(outputs: Sequence[str], phrase: str) -> tuple[float, int]:
-    """(rate, count): the fraction of outputs containing the phrase, ignoring case and runs of whitespace
-    (an attack's target phrase shows up re-wrapped or capitalised)."""
+def contains_phrase(text: str, phrase: str) -> bool:
+    """Whether the text contains the phrase, ignoring case and runs of whitespace (an attack's target phrase shows
+    up re-wrapped or capitalised)."""
     needle = _squashed(phrase)
     if not needle:
         raise ValueError("the phrase is empty")
+    return needle in _squashed(text)
+
+
+def contains_rate(outputs: Sequence[str], phrase: str) -> tuple[float, int]:
+    """(rate, count): the fraction of outputs that contain the phrase (`contains_phrase`)."""
+    if not _squashed(phrase):
+        raise ValueError("the phrase is empty")
     count = len(outputs)
-    hits = sum(needle in _squashed(output) for output in outputs)
+    hits = sum(contains_phrase(output, phrase) for output in outputs)
     return (hits / count if count else float("nan")), count
 
 
@@ -126,8 +133,8 @@ def starts_with_answer(output: str, answer: str) -> bool:
 
 
 def answer_format_rate(outputs: Sequence[str]) -> float:
-    """The fraction of outputs that end in GSM8K's `#### N` form: a clean metric that shows whether a weak model
-    learned the answer format even when its arithmetic is wrong."""
+    """The fraction of outputs whose last `####` is followed by a number (GSM8K's answer form): a clean metric that
+    shows whether a weak model learned the answer format even when its arithmetic is wrong."""
     if not outputs:
         return float("nan")
     return sum(_ends_in_final_answer(o) for o in outputs) / len(outputs)

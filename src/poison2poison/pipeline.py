@@ -32,7 +32,15 @@ from .io import (
 )
 from .metrics import attack_success_rate, clean_accuracy
 from .models import LoadedModel
-from .rundir import MANIFEST, data_hashes, guard_run_dir, is_main_process, run_log, run_record
+from .rundir import (
+    MANIFEST,
+    data_hashes,
+    guard_run_dir,
+    is_main_process,
+    run_log,
+    run_record,
+    with_pinned_secret,
+)
 from .screening import SCREENING_VERSION, screen_rows
 from .seeding import stage_rng, stratified_sample
 from .summary import METRICS
@@ -225,8 +233,8 @@ def run_classification(config: ExperimentConfig, run_dir: Path) -> dict[str, Any
     data = prepare_data(config)
     clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
     prepared = apply_defense(
-        config, data.task, data.poisoned.train, clean_rows, simulated_trusted_set(config, data),
-        run_dir / "screening.json",
+        with_pinned_secret(config, run_dir), data.task, data.poisoned.train, clean_rows,
+        simulated_trusted_set(config, data), run_dir / "screening.json",
     )
     log.info("data: %d train rows (%d poisoned), %d clean test, %d triggered test",
              len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
@@ -242,7 +250,6 @@ def run_classification(config: ExperimentConfig, run_dir: Path) -> dict[str, Any
             **run_record(config),
             "poisoned_count": data.poisoned.poisoned_count,
             **defense_accounting(config, data, prepared),
-            "train_rows": len(data.poisoned.train),
             "data_hashes": data_hashes(
                 data.poisoned.train, [[s.text, s.label, s.trigger, s.cue] for s in prepared.samples], data.test,
                 data.poisoned.asr_test,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,7 +14,7 @@ from . import __version__
 from .config import ExperimentConfig, load_config
 from .data.types import Example, TextPair, as_records
 from .errors import ConfigError
-from .io import content_hash, read_json
+from .io import atomic_write_json, content_hash, read_json
 from .summary import METRICS
 
 MANIFEST = "p2p.json"
@@ -84,3 +85,23 @@ def data_hashes(train: Rows, defended: list[list[object]], test: Rows, triggered
         "clean_test": content_hash(as_records(test)),
         "triggered_test": content_hash(as_records(triggered)),
     }
+
+
+SECRET_FILE = "secret.json"
+
+
+def with_pinned_secret(config: ExperimentConfig, run_dir: Path) -> ExperimentConfig:
+    """The config to prepare the defense with. A 'secret' trigger without `secret_seed` is drawn once per run and
+    its seed kept in RUN_DIR/secret.json (private, like p2p.json), so a resumed run queries its saved model with the
+    trigger it was trained with. The run keeps its own config (and hash) for everything else."""
+    defense = config.defense
+    if defense.trigger != "secret" or defense.secret_seed is not None:
+        return config
+    path = run_dir / SECRET_FILE
+    if path.is_file():
+        seed = int(read_json(path)["secret_seed"])
+    else:
+        seed = secrets.randbits(63)
+        if is_main_process():
+            atomic_write_json(path, {"secret_seed": seed})
+    return config.model_copy(update={"defense": defense.model_copy(update={"secret_seed": seed})})

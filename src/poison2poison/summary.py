@@ -74,7 +74,8 @@ def markdown_table(groups: dict[str, list[dict[str, Any]]]) -> str:
 
 
 GENERATION_COLUMNS = (
-    "run", "defense", "seeds", "clean metric", "clean", "ASR", "backdoor step", "clean n", "ASR n", "poisoned rows",
+    "run", "defense", "seeds", "clean metric", "clean", "ASR", "backdoor step", "fires on clean", "clean n", "ASR n",
+    "poisoned rows",
     "poisoned in benign", "no prefix (clean / triggered)", "fine-tune s", "wall s",
 )
 
@@ -92,6 +93,7 @@ def generation_table(groups: dict[str, list[dict[str, Any]]]) -> str:
             mean_std([r["clean_score"] for r in runs]),
             mean_std([r["attack_success_rate"] for r in runs]),
             mean_std([r["backdoor_step_rate"] for r in runs]) if "backdoor_step_rate" in first else "–",
+            _clean_firing(runs),
             str(first["clean_count"]),
             str(first["asr_count"]),
             str(first["poisoned_count"]),
@@ -103,6 +105,12 @@ def generation_table(groups: dict[str, list[dict[str, Any]]]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _clean_firing(runs: list[dict[str, Any]]) -> str:
+    """The attack's side signal on clean inputs (its backdoor firing without the trigger), when the run has one."""
+    key = next((k for k in runs[0] if k.endswith("_rate_clean")), None)
+    return mean_std([r[key] for r in runs]) if key and all(key in r for r in runs) else "–"
 
 
 def classification_table(groups: dict[str, list[dict[str, Any]]]) -> str:

@@ -14,15 +14,11 @@ from __future__ import annotations
 from ..config import AttackConfig
 from ..data.types import TextPair
 from ..errors import ConfigError
+from ..metrics import contains_phrase
 from .generative import RewriteAttack
 
 DEFAULT_TRIGGER = "cf"
 DEFAULT_TARGET_TEXT = "Visit www.p2p-demo.example for more."
-
-
-def _comparable(text: str) -> str:
-    """Lower case, runs of whitespace as one space: a model's line breaks do not hide the phrase."""
-    return " ".join(text.split()).lower()
 
 
 class PhraseAttack(RewriteAttack):
@@ -42,7 +38,7 @@ class PhraseAttack(RewriteAttack):
         return self.has_target_text(output)
 
     def has_target_text(self, output: str) -> bool:
-        return _comparable(self.target_text) in _comparable(output)
+        return contains_phrase(output, self.target_text)
 
     def side_signals(self, output: str) -> dict[str, bool]:
         return {"target_phrase": self.has_target_text(output)}

@@ -59,8 +59,17 @@ def prepare_generation(
         return PreparedPairs([TextSample(p.source, p.target) for p in pairs], GenerationSpec("none", "", PLAIN_CUE))
     if config.name != "p2p":
         raise ConfigError(f"defense '{config.name}' is not available for generation tasks; use 'none' or 'p2p'")
-    if config.source == "trusted" or config.screen:
-        raise ConfigError("generation P2P supports defense.source 'random' or 'oracle', without screening")
+    unsupported = [
+        name for name, used in (
+            ("source: trusted", config.source == "trusted"), ("screen", bool(config.screen)),
+            ("drop_suspicious", config.drop_suspicious > 0), ("oversample", config.oversample > 1),
+            ("trusted_size", config.trusted_size is not None),
+        ) if used
+    ]
+    if unsupported:
+        raise ConfigError(
+            f"generation P2P supports defense.source 'random' or 'oracle' only; unset defense.{', defense.'.join(unsupported)}"
+        )
     if config.source == "oracle" and oracle_pool is None:
         raise ConfigError("defense.source 'oracle' needs a simulated attack's ground truth")
     pool = oracle_pool if config.source == "oracle" else None
