@@ -69,11 +69,10 @@ def prepare_generation_data(config: ExperimentConfig) -> GenerationData:
 
 
 def _generate(
-    config: ExperimentConfig, loaded: LoadedModel, spec: GenerationSpec, template: str, rows: list[TextPair], label: str
+    config: ExperimentConfig, loaded: LoadedModel, spec: GenerationSpec, template: str, rows: list[TextPair],
+    max_new_tokens: int, label: str,
 ) -> tuple[list[str], list[str], list[bool]]:
-    """(raw outputs, outputs with the safe prefix stripped, whether each had the prefix). The prefix does not count
-    against `model.max_new_tokens`."""
-    max_new_tokens = generation_budget(config, loaded, spec)
+    """(raw outputs, outputs with the safe prefix stripped, whether each had the prefix)."""
     raw = generate_texts(
         loaded, [spec.present(r.source) for r in rows], template, config.model.max_length, max_new_tokens,
         config.train.eval_batch_size, label,
@@ -95,15 +94,15 @@ def generation_budget(config: ExperimentConfig, loaded: LoadedModel, spec: Gener
 
 
 def evaluate_generation(
-    config: ExperimentConfig, loaded: LoadedModel, spec: GenerationSpec, data: GenerationData
+    config: ExperimentConfig, loaded: LoadedModel, spec: GenerationSpec, data: GenerationData, max_new_tokens: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The task's clean metric on the clean test set and the attack's ASR on the triggered set, both generated
     through the defense's spec; outputs without the safe prefix are counted per set. The attack's side signals are
     rated on both sets: on clean inputs they show a backdoor that fires without its trigger."""
     template, attack = data.task.template, data.attack
-    clean_raw, clean_out, clean_had = _generate(config, loaded, spec, template, data.test, "clean test")
+    clean_raw, clean_out, clean_had = _generate(config, loaded, spec, template, data.test, max_new_tokens, "clean test")
     asr_rows = data.poisoned.asr_test
-    asr_raw, asr_out, asr_had = _generate(config, loaded, spec, template, asr_rows, "triggered test")
+    asr_raw, asr_out, asr_had = _generate(config, loaded, spec, template, asr_rows, max_new_tokens, "triggered test")
     success = [attack.succeeded(output, row) for output, row in zip(asr_out, asr_rows)]
     quality = text_quality(data.task.metric, clean_out, [r.target for r in data.test])
     headline = HEADLINE_METRIC[data.task.metric]
@@ -134,7 +133,7 @@ def evaluate_generation(
 
 
 def generation_manifest(
-    config: ExperimentConfig, task: GenerationTask, spec: GenerationSpec, loaded: LoadedModel
+    config: ExperimentConfig, task: GenerationTask, spec: GenerationSpec, max_new_tokens: int
 ) -> dict[str, Any]:
     """How to present a query to the saved generator and read its output; it holds the trigger: keep it private.
     `max_new_tokens` is the budget the evaluation used, safe prefix included."""
@@ -145,7 +144,7 @@ def generation_manifest(
         "template": task.template,
         "generation": spec.to_json(),
         "max_length": config.model.max_length,
-        "max_new_tokens": generation_budget(config, loaded, spec),
+        "max_new_tokens": max_new_tokens,
     }
 
 
@@ -169,9 +168,10 @@ def run_generation(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     )
     if not is_main_process():
         return {}
-    atomic_write_json(run_dir / MANIFEST, generation_manifest(config, data.task, prepared.spec, loaded))
+    budget = generation_budget(config, loaded, prepared.spec)
+    atomic_write_json(run_dir / MANIFEST, generation_manifest(config, data.task, prepared.spec, budget))
     eval_start = time.perf_counter()
-    metrics, rows = evaluate_generation(config, loaded, prepared.spec, data)
+    metrics, rows = evaluate_generation(config, loaded, prepared.spec, data, budget)
     atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
     mask = data.poisoned.mask
     metrics.update(

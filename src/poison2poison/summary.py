@@ -75,13 +75,17 @@ def markdown_table(groups: dict[str, list[dict[str, Any]]]) -> str:
 
 GENERATION_COLUMNS = (
     "run", "defense", "seeds", "clean metric", "clean", "ASR", "backdoor step", "fires on clean", "clean n", "ASR n",
-    "poisoned rows",
-    "poisoned in benign", "no prefix (clean / triggered)", "fine-tune s", "wall s",
+    "poisoned rows", "poisoned in benign", "no prefix (clean / triggered)", "fine-tune s", "wall s",
 )
 
 
+def _markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
+
+
 def generation_table(groups: dict[str, list[dict[str, Any]]]) -> str:
-    lines = ["| " + " | ".join(GENERATION_COLUMNS) + " |", "|" + "---|" * len(GENERATION_COLUMNS)]
+    rows: list[list[str]] = []
     for name, runs in groups.items():
         first = runs[0]
         p2p = first["defense"] in P2P_FAMILY
@@ -103,8 +107,8 @@ def generation_table(groups: dict[str, list[dict[str, Any]]]) -> str:
             mean_std([r["train_seconds"] for r in runs], 0),
             mean_std([r["wall_seconds"] for r in runs], 0),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return _markdown(GENERATION_COLUMNS, rows)
 
 
 def _clean_firing(runs: list[dict[str, Any]]) -> str:
@@ -114,7 +118,7 @@ def _clean_firing(runs: list[dict[str, Any]]) -> str:
 
 
 def classification_table(groups: dict[str, list[dict[str, Any]]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    rows: list[list[str]] = []
     for name, runs in groups.items():
         first = runs[0]
         cells = [
@@ -131,5 +135,5 @@ def classification_table(groups: dict[str, list[dict[str, Any]]]) -> str:
             mean_std([r.get("screen_seconds", 0.0) for r in runs], 0),
             mean_std([r["wall_seconds"] for r in runs], 0),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return _markdown(COLUMNS, rows)
