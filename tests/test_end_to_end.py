@@ -143,6 +143,17 @@ def test_defend_and_predict_from_python_and_cli(tmp_path: Path, data_dir: Path) 
     assert [a["label_name"] for a in answers[1:]] == labels
 
 
+def test_defend_again_keeps_the_secret_trigger_of_its_saved_model(tmp_path: Path, data_dir: Path) -> None:
+    rows = [json.loads(line) for line in (data_dir / "sst2" / "dev.jsonl").read_text().splitlines()[:48]]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps({"text": r["sentence"], "label": r["label"]}) + "\n" for r in rows))
+    config = load_config(None, TINY + ["defense.name=p2p", "defense.trigger=secret"])
+    out = defend(data, "tiny", tmp_path / "defended", config, task="sentiment")
+    trigger = read_json(out / "p2p.json")["inference"]["trigger"]
+    defend(data, "tiny", out, config, task="sentiment")  # the saved model is reused; so must its trigger be
+    assert read_json(out / "p2p.json")["inference"]["trigger"] == trigger
+
+
 def test_cli_run_and_table(tmp_path: Path, data_dir: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("defense: {name: none}\n")

@@ -22,7 +22,7 @@ from .inference import predict
 from .io import atomic_write_json, atomic_write_text, read_json
 from .models import LoadedModel, load_saved_model
 from .pipeline import apply_defense, manifest, train_model
-from .rundir import MANIFEST, run_log
+from .rundir import MANIFEST, run_log, with_pinned_secret
 from .tasks import TASKS, ClassificationTask, generic_task
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ def defend(
     """Fine-tune `model` on the user's labelled file with P2P and save the defended model and its manifest.
 
     `config` supplies the defense and training settings (default: robust P2P, `p2p+`, see docs/robust.md).
-    The output folder holds model/, p2p.json (with the trigger: keep it private), config.yaml and log.txt.
+    The output folder holds model/, p2p.json (with the trigger: keep it private), config.yaml and log.txt, and
+    secret.json for a 'secret' trigger without a seed, so that defending into the same folder again keeps it.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,9 @@ def defend(
         chosen_task = task_for(examples, task)
         atomic_write_text(out / "config.yaml", config.to_yaml())
         started = time.perf_counter()
-        prepared = apply_defense(config, chosen_task, examples, screening_path=out / "screening.json")
+        prepared = apply_defense(
+            with_pinned_secret(config, out), chosen_task, examples, screening_path=out / "screening.json"
+        )
         train_model(config, chosen_task, prepared, out)
         atomic_write_json(out / MANIFEST, manifest(config, chosen_task, prepared))
         log.info("defended model saved to %s in %.0f s", out, time.perf_counter() - started)
