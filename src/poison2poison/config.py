@@ -39,7 +39,7 @@ class AttackConfig(_Strict):
 
 
 P2P_FAMILY = ("p2p", "p2p+")
-ROBUST_DEFAULTS: dict[str, Any] = {"screen": ["lexical", "reference"], "drop_suspicious": 0.1}
+ROBUST_DEFAULTS: dict[str, Any] = {"screen": ["lexical", "reference"], "screen_pool": 1.0, "drop_suspicious": 0.1}
 """What `p2p+` (robust P2P, ours) changes from paper P2P unless the config sets it; chosen in docs/robust.md."""
 
 
