@@ -112,6 +112,38 @@ def table(
     print(markdown_table(collect_metrics(runs)))
 
 
+@app.command()
+def bench(
+    grid: Path = typer.Argument(..., help="Grid YAML: base config, seeds, and named datasets/attacks/defenses/models."),
+    out: Path = typer.Option(..., "--out", help="Grid folder: cells/ holds one run per cell; results.csv/json sum up."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Run only shard I of N (I/N, 1-based), e.g. 2/4."),
+) -> None:
+    """Run every unfinished cell of a grid (restart to resume); a failing cell is recorded and the grid goes on."""
+    from .bench import load_grid, parse_shard, run_grid
+
+    cells = load_grid(grid)
+    counts = run_grid(cells, out, parse_shard(shard) if shard else None)
+    Console().print(
+        f"{counts['selected']} cells in this {'shard' if shard else 'grid'}: {counts['done']} already finished, "
+        f"{counts['ran']} ran, {counts['failed']} failed. Whole grid: {counts['finished']}/{len(cells)} finished. "
+        f"Results: {out / 'results.csv'}"
+    )
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    directory: Path = typer.Argument(..., help="A grid folder written by `p2p bench` (reads its results.json)."),
+    title: str = typer.Option("poison2poison benchmark", "--title", help="Heading of the report."),
+) -> None:
+    """report.md and a self-contained report.html with figures (CA vs ASR, ASR per attack, rho sweep, cost)."""
+    from .report import build_report
+
+    paths = build_report(directory, title)
+    Console().print(f"report: {paths['markdown']}  {paths['html']}  figures: {paths['figures']}")
+
+
 QUICKSTART = ("sst2-badnets-minilm-none", "sst2-badnets-minilm-p2p-random")
 
 

@@ -165,23 +165,29 @@ class ExperimentConfig(_Strict):
         return content_hash(self.model_dump(mode="json"))
 
 
-def _parse_override(item: str) -> tuple[list[str], Any]:
+def _parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"override '{item}' is not of the form key=value")
     key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
+    return key, yaml.safe_load(raw) if raw != "" else ""
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """data['a']['b'] = value for key 'a.b', creating sections on the way."""
+    *sections, last = key.strip().split(".")
+    node = data
+    for part in sections:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"setting '{key}': '{part}' is not a section")
+    node[last] = value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply dotted `key=value` overrides (values parsed as YAML: 0.05, true, [cf, mn])."""
     for item in overrides:
-        path, value = _parse_override(item)
-        node = data
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override '{item}': '{part}' is not a section")
-        node[path[-1]] = value
+        key, value = _parse_override(item)
+        set_dotted(data, key, value)
     return data
 
 

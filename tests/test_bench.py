@@ -1,0 +1,200 @@
+"""Benchmark grid: expansion, shard arithmetic, resume and failure records; the report from a small results table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from poison2poison.bench import CLEAN, Cell, load_grid, parse_shard, result_row, run_grid, shard_cells
+from poison2poison.cli import app
+from poison2poison.config import ExperimentConfig
+from poison2poison.errors import ConfigError
+from poison2poison.io import atomic_write_json, read_json
+from poison2poison.report import build_report, cost_ratios
+
+GRID = """
+base: {data: {dataset: sst2, train_size: 100}, model: {name: tiny}}
+seeds: [0, 1]
+attacks:
+  badnets: {attack.name: badnets, attack.rate: 0.02}
+  addsent: {attack.name: addsent, attack.rate: 0.03}
+defenses:
+  none: {defense.name: none}
+  p2p: {defense.name: p2p, defense.rho: 0.1}
+  onion-like: {defense.name: p2p+, seeds: [0]}
+"""
+
+
+@pytest.fixture()
+def grid(tmp_path: Path) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(GRID)
+    return path
+
+
+def fake_metrics(config: ExperimentConfig) -> dict[str, Any]:
+    return {
+        "clean_accuracy": 0.8, "clean_count": 10, "attack_success_rate": 0.5 if config.defense.name != "none" else 1.0,
+        "asr_count": 5, "config_hash": config.config_hash(), "train_seconds": 2.0, "eval_seconds": 0.15,
+        "defense_variant": config.defense.variant, "seed": config.seed,
+    }
+
+
+class FakeRun:
+    """Stands in for run_experiment: writes metrics.json, and fails on the cells it is told to."""
+
+    def __init__(self, fail: set[str] = frozenset()) -> None:
+        self.calls: list[Path] = []
+        self.fail = fail
+
+    def __call__(self, config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
+        self.calls.append(run_dir)
+        if any(run_dir.as_posix().endswith(key) for key in self.fail):
+            raise RuntimeError("out of memory")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "metrics.json", fake_metrics(config))
+        return fake_metrics(config)
+
+
+def test_grid_expands_axes_seeds_and_clean_floor(grid: Path) -> None:
+    cells = load_grid(grid)
+    keys = [c.key for c in cells]
+    # per attack: clean floor x 2 seeds, none x 2, p2p x 2, p2p+ x 1 (its own seeds)
+    assert len(cells) == 2 * (2 + 2 + 2 + 1) == len(set(keys))
+    floor = next(c for c in cells if c.labels["defense"] == CLEAN)
+    assert floor.config.attack.rate == 0 and floor.config.defense.name == "none"
+    p2p = next(c for c in cells if c.labels["defense"] == "p2p" and c.labels["attack"] == "addsent" and c.seed == 1)
+    assert (p2p.config.defense.rho, p2p.config.attack.name, p2p.config.attack.rate) == (0.1, "addsent", 0.03)
+    assert p2p.config.data.train_size == 100 and p2p.key == "base/addsent/p2p/base/seed1"
+    assert [c.seed for c in cells if c.labels["defense"] == "onion-like"] == [0, 0]
+
+
+def test_grid_errors_name_the_file_and_the_cell(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("defenses:\n  p2p: {defense.name: p2p, defense.rho: 2}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: cell base/base/p2p/base/seed0: defense.rho"):
+        load_grid(bad)
+    bad.write_text("defenses:\n  clean: {defense.name: none}\n")
+    with pytest.raises(ConfigError, match="reserved"):
+        load_grid(bad)
+    bad.write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_grid(bad)
+
+
+@given(st.integers(1, 40), st.integers(1, 9))
+def test_shards_partition_the_grid(n_cells: int, n_shards: int) -> None:
+    cells = [Cell({"dataset": "d", "attack": "a", "defense": "f", "model": "m"}, i, ExperimentConfig()) for i in range(n_cells)]
+    shards = [shard_cells(cells, i, n_shards) for i in range(1, n_shards + 1)]
+    seeds = sorted(c.seed for shard in shards for c in shard)
+    assert seeds == list(range(n_cells))  # every cell once, no cell twice
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1  # balanced
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "2", "a/b", "1/0"])
+def test_bad_shard_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="--shard"):
+        parse_shard(text)
+
+
+def test_grid_resumes_and_records_failures_without_stopping(grid: Path, tmp_path: Path) -> None:
+    cells, out = load_grid(grid), tmp_path / "out"
+    broken = "badnets/p2p/base/seed1"
+    first = FakeRun(fail={broken})
+    counts = run_grid(cells, out, run=first, progress=False)
+    assert counts == {"selected": 14, "done": 0, "ran": 13, "failed": 1, "finished": 13}
+    rows = {r["cell"]: r for r in read_json(out / "results.json")}
+    failed = rows[f"base/{broken}"]
+    assert failed["status"] == "failed" and "out of memory" in failed["error"] and failed["config_hash"]
+    assert (out / "results.csv").read_text().count("\n") == 15  # header + every cell
+
+    again = FakeRun()
+    counts = run_grid(cells, out, run=again, progress=False)
+    assert [p.as_posix().split("cells/")[1] for p in again.calls] == [f"base/{broken}"]  # only the missing cell
+    assert counts["finished"] == 14 and not (out / "cells" / "base" / broken / "error.json").exists()
+    done = FakeRun()
+    assert run_grid(cells, out, run=done, progress=False)["ran"] == 0 and done.calls == []  # a finished grid: no work
+
+
+def test_shards_on_one_folder_complete_the_grid(grid: Path, tmp_path: Path) -> None:
+    cells, out = load_grid(grid), tmp_path / "out"
+    runs = [FakeRun() for _ in range(3)]
+    for i, run in enumerate(runs, start=1):
+        counts = run_grid(cells, out, shard=(i, 3), run=run, progress=False)
+    assert sorted(len(r.calls) for r in runs) == [4, 5, 5] and counts["finished"] == len(cells)
+
+
+def test_result_row_carries_labels_metrics_and_latency(grid: Path, tmp_path: Path) -> None:
+    cell = load_grid(grid)[3]
+    FakeRun()(cell.config, tmp_path / "cells" / cell.key)
+    row = result_row(cell, tmp_path)
+    assert row["status"] == "ok" and row["defense"] == cell.labels["defense"]  # the label, not the metrics' name
+    assert row["inference_ms_per_1k"] == pytest.approx(1e6 * 0.15 / 15)
+    assert row["clean_metric"] == "CA" and row["clean_score"] == 0.8
+
+
+def results_table() -> list[dict[str, Any]]:
+    rows = []
+    for seed in (0, 1):
+        for defense, asr, ca, train, ms in [("clean", 0.1, 0.9, 10, 5), ("none", 1.0, 0.88, 10, 5),
+                                            ("p2p", 0.2 + seed / 10, 0.87, 10.5, 5.1), ("onion", 0.6, 0.8, 10, 300)]:
+            for rho in ([0.1, 0.2] if defense == "p2p" else [None]):
+                rows.append({
+                    "cell": f"sst2/badnets/{defense}{rho or ''}/minilm/seed{seed}", "dataset": "sst2",
+                    "attack": "badnets", "defense": f"{defense}{rho or ''}", "model": "minilm", "seed": seed,
+                    "status": "ok", "clean_metric": "CA", "clean_score": ca, "attack_success_rate": asr, "rho": rho,
+                    "defense_variant": "p2p(random)" if rho else defense, "train_seconds": train,
+                    "screen_seconds": 0.0, "inference_ms_per_1k": ms,
+                })
+    rows.append({**rows[0], "cell": "x", "seed": 2, "status": "failed", "error": "boom"})
+    return rows
+
+
+def test_cost_ratios_pair_each_run_with_no_defense_on_the_same_seed() -> None:
+    costs = cost_ratios(results_table())
+    assert costs["p2p0.1"]["fine_tune"].mean == pytest.approx(1.05)
+    assert costs["onion"]["inference"].mean == pytest.approx(60.0)
+    assert "clean" not in costs
+
+
+def test_report_builds_markdown_html_and_figures(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(json.dumps(results_table()))
+    result = CliRunner().invoke(app, ["report", str(tmp_path), "--title", "demo"])
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "report.md").read_text()
+    assert "# demo" in markdown and "10 cells finished, 1 failed" in markdown
+    assert "| badnets | clean | 0, 1 | 0.900 ± 0.000 | 0.100 ± 0.000 | – | – | – | 1 |" in markdown
+    assert "| badnets | p2p0.1 | 0, 1 | 0.870 ± 0.000 | 0.250 ± 0.071 | +0.150 | 1.05 ± 0.00 | 1.02 ± 0.00 |  |" in markdown
+    for name in ("ca_vs_asr", "asr_by_attack", "rho_sweep", "cost"):
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4 and "<img src='figures" not in page  # self-contained
+
+
+def test_report_without_results_says_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="p2p bench"):
+        build_report(tmp_path)
+
+
+def test_cli_bench_runs_real_cells_then_reports(tmp_path: Path, data_dir: Path) -> None:
+    from tests.test_end_to_end import TINY
+
+    settings = "\n".join(f"    {key}: {value}" for key, value in (item.split("=", 1) for item in TINY))
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"datasets:\n  sst2:\n{settings}\ndefenses:\n  none: {{defense.name: none}}\n")
+    out = tmp_path / "grid"
+    result = CliRunner().invoke(app, ["bench", str(grid), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Whole grid: 2/2 finished" in " ".join(result.output.split())  # the console wraps lines
+    rows = read_json(out / "results.json")
+    assert {r["defense"] for r in rows} == {"clean", "none"} and all(r["status"] == "ok" for r in rows)
+    again = CliRunner().invoke(app, ["bench", str(grid), "--out", str(out), "--shard", "1/2"])
+    assert "1 already finished, 0 ran" in " ".join(again.output.split())
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    assert "| base | none | 0 |" in (out / "report.md").read_text()
