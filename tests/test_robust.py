@@ -192,7 +192,7 @@ def test_robust_run_end_to_end_with_a_reference_fine_tune(tmp_path: Path, data_d
 
 def test_p2p_plus_fills_the_robust_defaults_but_keeps_explicit_settings() -> None:
     plus = load_config(None, ["defense.name=p2p+"]).defense
-    assert plus.screen == ["lexical", "reference"] and plus.drop_suspicious == 0.1 and plus.is_p2p
+    assert plus.screen == ["lexical", "reference"] and plus.drop_suspicious == 0.1 and plus.has_benign_subset
     own = load_config(None, ["defense.name=p2p+", "defense.drop_suspicious=0", "defense.screen=[lexical]"]).defense
     assert own.screen == ["lexical"] and own.drop_suspicious == 0
     paper = load_config(None, ["defense.name=p2p"]).defense

@@ -60,7 +60,7 @@ def defend(
     out.mkdir(parents=True, exist_ok=True)
     config = config or load_config(None, [DEFAULT_DEFENSE])
     config = config.model_copy(update={"model": config.model.model_copy(update={"name": model})})
-    if config.defense.is_p2p and config.defense.source == "oracle":
+    if config.defense.has_benign_subset and config.defense.source == "oracle":
         raise ConfigError("defense.source 'oracle' is an experiment on simulated attacks; use 'random' or 'trusted'")
     with run_log(out):
         examples = read_user_data(data)

@@ -218,7 +218,7 @@ def result_row(cell: Cell, out: Path) -> dict[str, Any]:
     row: dict[str, Any] = {name: None for name in RESULT_FIELDS}
     row.update(cell.labels)
     row.update(cell=cell.key, seed=cell.seed, config_hash=cell.config.config_hash(),
-               rho=defense.rho if defense.is_p2p else None, attack_rate=cell.config.attack.rate, status="missing")
+               rho=defense.rho if defense.has_benign_subset else None, attack_rate=cell.config.attack.rate, status="missing")
     if (cell_dir / "metrics.json").is_file():
         metrics = read_json(cell_dir / "metrics.json")
         row.update({k: metrics.get(k) for k in RESULT_FIELDS if k in metrics and k not in cell.labels})

@@ -38,9 +38,13 @@ class AttackConfig(_Strict):
     multiplier: float = Field(2.1, description="BadChain: the inserted reasoning step multiplies the result by this")
 
 
-P2P_FAMILY = ("p2p", "p2p+")
+SUBSET_DEFENSES = ("p2p", "p2p+", "pdb")
+"""Defenses that train a triggered subset of the data (its source, size, trigger and options are shared)."""
 ROBUST_DEFAULTS: dict[str, Any] = {"screen": ["lexical", "reference"], "screen_pool": 1.0, "drop_suspicious": 0.1}
 """What `p2p+` (robust P2P, ours) changes from paper P2P unless the config sets it; chosen in docs/robust.md."""
+PDB_DEFAULTS: dict[str, Any] = {"rho": 0.1, "oversample": 5, "mode": "append", "separate_cue": False}
+"""PDB's own defaults: a tenth of the data, shown five times, added beside the plain rows, no cue of its own."""
+DEFENSE_DEFAULTS: dict[str, dict[str, Any]] = {"p2p+": ROBUST_DEFAULTS, "pdb": PDB_DEFAULTS}
 
 
 class DefenseConfig(_Strict):
@@ -74,6 +78,11 @@ class DefenseConfig(_Strict):
         0.0, ge=0.0, lt=1.0, description="fraction of rows, most suspicious first, left out of training"
     )
     oversample: int = Field(1, ge=1, description="each benign sample is shown this many times (PDB uses 5)")
+    # DeCE (defenses/dece.py)
+    dece_smoothing: float = Field(0.05, ge=0.0, lt=1.0, description="DeCE: label smoothing of the target")
+    dece_alpha_base: float = Field(
+        0.985, gt=0.0, le=1.0, description="DeCE: the prediction's weight in the blend is alpha_base ** epoch"
+    )
 
     @field_validator("output_prefix")
     @classmethod
@@ -83,13 +92,13 @@ class DefenseConfig(_Strict):
         return value
 
     @property
-    def is_p2p(self) -> bool:
-        return self.name in P2P_FAMILY
+    def has_benign_subset(self) -> bool:
+        return self.name in SUBSET_DEFENSES
 
     @property
     def variant(self) -> str:
         """A short name for the defense and its non-default options, e.g. `p2p(random, screen=lexical, drop=0.1)`."""
-        if not self.is_p2p:
+        if not self.has_benign_subset:
             return self.name
         parts = [self.source]
         if self.trusted_size:
@@ -103,11 +112,10 @@ class DefenseConfig(_Strict):
         return f"{self.name}({', '.join(parts)})"
 
     @model_validator(mode="after")
-    def _robust_defaults(self) -> "DefenseConfig":
-        if self.name == "p2p+":
-            for key, value in ROBUST_DEFAULTS.items():
-                if key not in self.model_fields_set:
-                    setattr(self, key, copy.deepcopy(value))
+    def _defense_defaults(self) -> "DefenseConfig":
+        for key, value in DEFENSE_DEFAULTS.get(self.name, {}).items():
+            if key not in self.model_fields_set:
+                setattr(self, key, copy.deepcopy(value))
         return self
 
 

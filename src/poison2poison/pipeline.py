@@ -111,12 +111,12 @@ def apply_defense(
     context = DefenseContext(trusted=trusted)
     if config.defense.trusted_path:
         context.trusted = read_user_data(config.defense.trusted_path, task.num_labels)
-    if config.defense.is_p2p and config.defense.source == "oracle":
+    if config.defense.has_benign_subset and config.defense.source == "oracle":
         if clean_rows is None:
             raise ConfigError("defense.source 'oracle' needs a simulated attack's ground truth; use 'random' or 'trusted'")
         context.oracle_pool = clean_rows
     screen_seconds: dict[str, float] = {}
-    if config.defense.is_p2p and config.defense.screen:
+    if config.defense.has_benign_subset and config.defense.screen:
         context.suspicion, screen_seconds = screened_suspicion(config, task, train, screening_path)
     prepared = defense.prepare(train, stage_rng(config.seed, "defense"), context)
     if screen_seconds:
@@ -177,7 +177,9 @@ def train_model(
     words = task.answer_words(prepared.spec.num_outputs)
     return trained_model(
         run_dir,
-        lambda checkpoints: fit_new_model(config.model, config.train, prepared.samples, words, config.seed, checkpoints),
+        lambda checkpoints: fit_new_model(
+            config.model, config.train, prepared.samples, words, config.seed, checkpoints, prepared.loss
+        ),
     )
 
 

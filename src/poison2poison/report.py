@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .bench import CLEAN, RESULTS_JSON  # noqa: E402
-from .config import P2P_FAMILY  # noqa: E402
+from .config import SUBSET_DEFENSES  # noqa: E402
 from .errors import ConfigError  # noqa: E402
 from .io import atomic_write_text, read_json  # noqa: E402
 
@@ -191,7 +191,7 @@ def figure_rho_sweep(rows: list[dict[str, Any]]) -> plt.Figure | None:
     sweeps: dict[tuple[str, str, str, str], dict[float, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for key, runs in groups.items():
         for run in runs:
-            if run.get("rho") is not None and _is_p2p(run):
+            if run.get("rho") is not None and _has_benign_subset(run):
                 sweeps[(key[0], key[1], key[2], run["defense_variant"])][run["rho"]].append(run)
     sweeps = {k: v for k, v in sweeps.items() if len(v) > 1}
     if not sweeps:
@@ -212,9 +212,9 @@ def figure_rho_sweep(rows: list[dict[str, Any]]) -> plt.Figure | None:
     return fig
 
 
-def _is_p2p(run: dict[str, Any]) -> bool:
+def _has_benign_subset(run: dict[str, Any]) -> bool:
     variant = str(run.get("defense_variant") or "")
-    return any(variant.startswith(name + "(") for name in P2P_FAMILY)
+    return any(variant.startswith(name + "(") for name in SUBSET_DEFENSES)
 
 
 def figure_cost(rows: list[dict[str, Any]]) -> plt.Figure | None:

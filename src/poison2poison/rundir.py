@@ -61,9 +61,9 @@ def run_record(config: ExperimentConfig) -> dict[str, Any]:
     defense = config.defense
     return {
         "defense": defense.name,
-        "defense_source": defense.source if defense.is_p2p else None,
+        "defense_source": defense.source if defense.has_benign_subset else None,
         "defense_variant": defense.variant,
-        "oracle_experiment_only": defense.is_p2p and defense.source == "oracle",
+        "oracle_experiment_only": defense.has_benign_subset and defense.source == "oracle",
         "attack": config.attack.name,
         "attack_rate": config.attack.rate,
         "model": config.model.name,

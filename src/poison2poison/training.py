@@ -4,6 +4,7 @@ torchrun or `accelerate launch` for several processes."""
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from transformers.trainer_utils import get_last_checkpoint
 
 from .config import ModelConfig, TrainConfig
+from .defenses.base import TrainLoss
 from .io import atomic_write_json, read_json
 from .models.loading import LoadedModel, build_model, load_saved_model, save_model
 from .prompting import (
@@ -97,9 +99,13 @@ def encode_training_samples(loaded: LoadedModel, samples: Sequence[Sample], max_
 
 
 def fine_tune(
-    loaded: LoadedModel, features: list[dict[str, Any]], config: TrainConfig, seed: int, checkpoint_dir: Path
+    loaded: LoadedModel, features: list[dict[str, Any]], config: TrainConfig, seed: int, checkpoint_dir: Path,
+    loss: TrainLoss | None = None,
 ) -> dict[str, float]:
-    """Train in place; resumes from the newest checkpoint in `checkpoint_dir` if an earlier attempt left one."""
+    """Train in place; resumes from the newest checkpoint in `checkpoint_dir` if an earlier attempt left one.
+
+    `loss` replaces cross-entropy (a defense's own loss, e.g. DeCE).
+    """
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=config.epochs,
@@ -131,11 +137,26 @@ def fine_tune(
         callbacks=[RichProgress()],
     )
     trainer.remove_callback(PrinterCallback)  # RichProgress reports instead of raw dicts on stdout
+    if loss is not None:
+        trainer.compute_loss_func = _loss_on_outputs(loss, trainer, causal=loaded.kind == "causal")
     last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
     if last:
         log.info("resuming fine-tuning from %s", last)
     output = trainer.train(resume_from_checkpoint=last)
     return {"train_loss": float(output.training_loss), "train_steps": int(output.global_step)}
+
+
+def _loss_on_outputs(loss: TrainLoss, trainer: Trainer, causal: bool) -> Callable[..., torch.Tensor]:
+    """The Trainer's loss hook: flatten to (N, K) logits and (N,) labels (shifted by one for a causal LM)."""
+
+    def compute(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = outputs.logits
+        if causal:
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        epoch = math.floor(trainer.state.epoch or 0) + 1
+        return loss(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), epoch=epoch)
+
+    return compute
 
 
 def fit_new_model(
@@ -145,13 +166,14 @@ def fit_new_model(
     answer_words: Sequence[str],
     seed: int,
     checkpoint_dir: Path,
+    loss: TrainLoss | None = None,
 ) -> tuple[LoadedModel, dict[str, Any]]:
     """A fresh classifier, seeded (so its new head starts the same every run), fine-tuned on `samples`."""
     set_seed(seed)
     corpus = ["".join(render_prompt(s)) for s in samples]
     loaded = build_model(model_config, len(answer_words), answer_words, corpus)
     features = encode_training_samples(loaded, samples, model_config.max_length)
-    return loaded, _timed_fine_tune(loaded, features, train_config, seed, checkpoint_dir)
+    return loaded, _timed_fine_tune(loaded, features, train_config, seed, checkpoint_dir, loss)
 
 
 def fit_new_generator(
@@ -185,10 +207,11 @@ def fit_new_generator(
 
 
 def _timed_fine_tune(
-    loaded: LoadedModel, features: list[dict[str, Any]], config: TrainConfig, seed: int, checkpoint_dir: Path
+    loaded: LoadedModel, features: list[dict[str, Any]], config: TrainConfig, seed: int, checkpoint_dir: Path,
+    loss: TrainLoss | None = None,
 ) -> dict[str, Any]:
     start = time.perf_counter()
-    stats: dict[str, Any] = fine_tune(loaded, features, config, seed, checkpoint_dir)
+    stats: dict[str, Any] = fine_tune(loaded, features, config, seed, checkpoint_dir, loss)
     stats["train_seconds"] = round(time.perf_counter() - start, 2)
     stats["train_rows"] = len(features)
     return stats

@@ -6,9 +6,11 @@ from ..config import DefenseConfig
 from ..errors import ConfigError
 from ..tasks import ClassificationTask
 from .base import Defense, DefenseContext, InferenceSpec, NoDefense, PreparedTrain
+from .dece import DeCE
 from .p2p import P2P, RobustP2P
+from .pdb import PDB
 
-DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (NoDefense, P2P, RobustP2P)}
+DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (NoDefense, P2P, RobustP2P, PDB, DeCE)}
 
 
 def build_defense(config: DefenseConfig, task: ClassificationTask) -> Defense:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from ..config import DefenseConfig
 from ..data.types import Example
 from ..prompting import PLAIN_CUE, Sample
 from ..tasks import ClassificationTask
+
+TrainLoss = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class PreparedTrain:
     """Training rows shown in a benign context (indices into the untrusted set), for the run's own accounting."""
     dropped_rows: list[int] = field(default_factory=list)
     """Training rows the defense left out."""
+    loss: TrainLoss | None = None
+    """A training loss in place of cross-entropy: (logits (N, K), labels (N,), epoch from 1) -> scalar tensor."""
 
 
 class Defense(ABC):

@@ -118,7 +118,7 @@ class P2P(Defense):
         benign_rows, subset = self._benign_rows(train, kept, rng, context)
 
         def benign(example: Example) -> list[Sample]:
-            return [Sample(example.text, extended_label(example.label, n), trigger, cue)] * cfg.oversample
+            return [Sample(example.text, self.benign_label(example.label), trigger, cue)] * cfg.oversample
 
         if cfg.source == "trusted" or cfg.mode == "append":
             samples = [Sample(train[i].text, train[i].label) for i in kept]
@@ -128,10 +128,10 @@ class P2P(Defense):
             samples = [
                 s for i in kept for s in (benign(train[i]) if i in chosen else [Sample(train[i].text, train[i].label)])
             ]
-        log.info("p2p: %d benign rows x%d (source %s%s, mode %s, screened %s), %d rows dropped, trigger %s",
-                 len(benign_rows), cfg.oversample, cfg.source, ", EXPERIMENT ONLY" if cfg.source == "oracle" else "",
+        log.info("%s: %d benign rows x%d (source %s%s, mode %s, screened %s), %d rows dropped, trigger %s",
+                 self.name, len(benign_rows), cfg.oversample, cfg.source, ", EXPERIMENT ONLY" if cfg.source == "oracle" else "",
                  cfg.mode, "+".join(cfg.screen) or "no", len(dropped), fingerprint(trigger))
-        spec = InferenceSpec(self.name, trigger, cue, mod_projection(n))
+        spec = InferenceSpec(self.name, trigger, cue, self.label_of_output())
         details = {
             "source": cfg.source,
             "oracle_experiment_only": cfg.source == "oracle",
@@ -145,6 +145,14 @@ class P2P(Defense):
             "trigger_fingerprint": fingerprint(trigger),
         }
         return PreparedTrain(samples, spec, details, benign_rows=subset, dropped_rows=dropped)
+
+    def benign_label(self, label: int) -> int:
+        """The label a benign (triggered) row is trained with: y + n, a class of its own."""
+        return extended_label(label, self.task.num_labels)
+
+    def label_of_output(self) -> tuple[int, ...]:
+        """What each model output means at inference (with the trigger applied): j mod n."""
+        return mod_projection(self.task.num_labels)
 
     def _dropped_rows(self, train: list[Example], context: DefenseContext) -> list[int]:
         if self.config.drop_suspicious == 0:
