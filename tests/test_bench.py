@@ -161,6 +161,8 @@ def test_cost_ratios_pair_each_run_with_no_defense_on_the_same_seed() -> None:
     assert costs["p2p0.1"]["fine_tune"].mean == pytest.approx(1.05)
     assert costs["onion"]["inference"].mean == pytest.approx(60.0)
     assert "clean" not in costs
+    per_setting = cost_ratios(results_table(), per_setting=True)
+    assert per_setting[("sst2", "badnets", "minilm", "onion")]["inference"].mean == pytest.approx(60.0)
 
 
 def test_report_builds_markdown_html_and_figures(tmp_path: Path) -> None:

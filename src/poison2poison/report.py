@@ -63,20 +63,24 @@ def fine_tune_seconds(row: dict[str, Any]) -> float:
     return sum(row.get(name) or 0.0 for name in TIME_FIELDS)
 
 
-def cost_ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, Stat | None]]:
-    """Per defense: fine-tune time and inference latency as ratios to no defense on the same data, model and seed."""
+def cost_ratios(rows: list[dict[str, Any]], per_setting: bool = False) -> dict[Any, dict[str, Stat | None]]:
+    """Fine-tune time and inference latency as ratios to no defense on the same data, model and seed.
+
+    Keyed by defense, or with `per_setting` by (dataset, attack, model, defense).
+    """
     undefended = {
         (r["dataset"], r["attack"], r["model"], r["seed"]): r for r in rows if r["status"] == "ok" and r["defense"] == BASELINE
     }
-    ratios: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"fine_tune": [], "inference": []})
+    ratios: dict[Any, dict[str, list[float]]] = defaultdict(lambda: {"fine_tune": [], "inference": []})
     for row in rows:
         base = undefended.get((row["dataset"], row["attack"], row["model"], row["seed"]))
         if row["status"] != "ok" or base is None or row["defense"] == CLEAN:
             continue
-        ratios[row["defense"]]["fine_tune"].append(fine_tune_seconds(row) / fine_tune_seconds(base))
+        key = _group(row) if per_setting else row["defense"]
+        ratios[key]["fine_tune"].append(fine_tune_seconds(row) / fine_tune_seconds(base))
         if row.get("inference_ms_per_1k") and base.get("inference_ms_per_1k"):
-            ratios[row["defense"]]["inference"].append(row["inference_ms_per_1k"] / base["inference_ms_per_1k"])
-    return {defense: {k: stat(v) for k, v in parts.items()} for defense, parts in ratios.items()}
+            ratios[key]["inference"].append(row["inference_ms_per_1k"] / base["inference_ms_per_1k"])
+    return {key: {k: stat(v) for k, v in parts.items()} for key, parts in ratios.items()}
 
 
 def _cell(value: Stat | None, digits: int = 3) -> str:
@@ -86,7 +90,7 @@ def _cell(value: Stat | None, digits: int = 3) -> str:
 def results_tables(rows: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, columns, rows) per dataset x model: every attack x defense with its clean floor beside it."""
     groups = group_rows(rows)
-    costs = cost_ratios(rows)
+    costs = cost_ratios(rows, per_setting=True)
     by_setting: dict[tuple[str, str], list[Group]] = defaultdict(list)
     for key in groups:
         by_setting[(key[0], key[2])].append(key)
@@ -100,7 +104,7 @@ def results_tables(rows: list[dict[str, Any]]) -> list[tuple[str, list[str], lis
             floor = stat(r["attack_success_rate"] for r in groups.get((dataset, key[1], model, CLEAN), []))
             asr = stat(r["attack_success_rate"] for r in runs)
             failed = sum(1 for r in rows if r["status"] == "failed" and _group(r) == key)
-            cost = costs.get(key[3], {})
+            cost = costs.get(key, {})
             body.append([
                 key[1], key[3], ", ".join(str(r["seed"]) for r in runs), _cell(stat(r["clean_score"] for r in runs)),
                 _cell(asr), f"{asr.mean - floor.mean:+.3f}" if asr and floor and key[3] != CLEAN else "–",
@@ -218,7 +222,7 @@ def _has_benign_subset(run: dict[str, Any]) -> bool:
 
 
 def figure_cost(rows: list[dict[str, Any]]) -> plt.Figure | None:
-    """Fine-tune time and inference latency per defense as ratios to no defense (1 is free), on a log axis."""
+    """Fine-tune time and inference latency per defense as ratios to no defense (1 is free); log axis past 5x."""
     costs = {d: c for d, c in cost_ratios(rows).items() if d != BASELINE}
     if not costs:
         return None
@@ -230,7 +234,8 @@ def figure_cost(rows: list[dict[str, Any]]) -> plt.Figure | None:
                       yerr=[v.std if v else 0 for v in values], label=label, capsize=3)
         ax.bar_label(bars, [f"{v.mean:.2f}×" if v else "–" for v in values], fontsize=8, padding=2)
     ax.axhline(1.0, color="black", linewidth=1)
-    ax.set_yscale("log")
+    if max(v.mean for c in costs.values() for v in c.values() if v) > 5:
+        ax.set_yscale("log")  # ONION-like costs dwarf the rest
     ax.set_xticks(range(len(names)), names, rotation=20)
     ax.set(ylabel="× no defense", title="Cost per defense")
     ax.grid(axis="y", alpha=0.3)
