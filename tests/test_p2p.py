@@ -130,7 +130,7 @@ def test_trusted_source_appends_the_vouched_rows(tmp_path) -> None:
 
 
 def test_unknown_defense_lists_valid_names() -> None:
-    with pytest.raises(ConfigError, match="valid: none, p2p, p2p\\+"):
+    with pytest.raises(ConfigError, match="valid: dece, none, p2p, p2p\\+, pdb"):
         build_defense(DefenseConfig(name="nope"), SENTIMENT)
 
 
