@@ -96,3 +96,21 @@ def test_dece_run_trains_with_its_own_loss(tmp_path, data_dir) -> None:
     assert dece["data_hashes"]["defended_train"] == plain["data_hashes"]["defended_train"]  # the data is untouched
     assert dece["train_loss"] != plain["train_loss"]  # the loss is not cross-entropy
     assert read_json(tmp_path / "dece" / "p2p.json")["defense_details"]["loss"] == "dece"
+
+
+def test_the_loss_hook_with_plain_cross_entropy_trains_exactly_as_the_default(tmp_path, data_dir) -> None:
+    """DeCE with alpha 1 and no smoothing is cross-entropy: through the hook (causal shift, gradient accumulation)
+    the run must match a plain run."""
+    import pytest
+
+    from poison2poison import load_config, run_experiment
+    from tests.test_end_to_end import TINY
+
+    accumulate = TINY + ["train.grad_accum=2"]
+    plain = run_experiment(load_config(None, accumulate + ["defense.name=none"]), tmp_path / "none")
+    hooked = run_experiment(
+        load_config(None, accumulate + ["defense.name=dece", "defense.dece_alpha_base=1", "defense.dece_smoothing=0"]),
+        tmp_path / "dece",
+    )
+    assert hooked["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-4)
+    assert hooked["clean_accuracy"] == plain["clean_accuracy"]

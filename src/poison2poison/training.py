@@ -139,6 +139,7 @@ def fine_tune(
     trainer.remove_callback(PrinterCallback)  # RichProgress reports instead of raw dicts on stdout
     if loss is not None:
         trainer.compute_loss_func = _loss_on_outputs(loss, trainer, causal=loaded.kind == "causal")
+        trainer.loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it over accumulation steps
     last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
     if last:
         log.info("resuming fine-tuning from %s", last)
