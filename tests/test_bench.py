@@ -42,7 +42,7 @@ def fake_metrics(config: ExperimentConfig) -> dict[str, Any]:
     return {
         "clean_accuracy": 0.8, "clean_count": 10, "attack_success_rate": 0.5 if config.defense.name != "none" else 1.0,
         "asr_count": 5, "config_hash": config.config_hash(), "train_seconds": 2.0, "eval_seconds": 0.15,
-        "defense_variant": config.defense.variant, "seed": config.seed,
+        "defense_variant": config.defense.variant, "seed": config.seed, "defense": config.defense.name,
     }
 
 
@@ -86,6 +86,27 @@ def test_grid_errors_name_the_file_and_the_cell(tmp_path: Path) -> None:
     bad.write_text("base: nowhere.yaml\n")
     with pytest.raises(ConfigError, match="no such config file"):
         load_grid(bad)
+    bad.write_text("defenses:\n  p2p: 5\n")
+    with pytest.raises(ConfigError, match="bad.yaml: defenses: .*must map settings"):
+        load_grid(bad)
+    bad.write_text("defenses:\n  ../escape: {defense.name: p2p}\n")
+    with pytest.raises(ConfigError, match="not a usable name"):
+        load_grid(bad)
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    bad.write_text("base: list.yaml\n")
+    with pytest.raises(ConfigError, match="list.yaml: the top level must be a mapping"):
+        load_grid(bad)
+
+
+def test_a_grid_changed_under_finished_cells_is_refused_not_misreported(grid: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_grid(load_grid(grid), out, run=FakeRun(), progress=False)
+    grid.write_text(GRID.replace("defense.rho: 0.1", "defense.rho: 0.3"))
+    changed = load_grid(grid)
+    with pytest.raises(ConfigError, match="another config.*p2p"):
+        run_grid(changed, out, run=FakeRun(), progress=False)
+    p2p = next(c for c in changed if c.labels["defense"] == "p2p")
+    assert result_row(p2p, out)["status"] == "stale"
 
 
 @given(st.integers(1, 40), st.integers(1, 9))
@@ -142,8 +163,9 @@ def test_result_row_carries_labels_metrics_and_latency(grid: Path, tmp_path: Pat
 def results_table() -> list[dict[str, Any]]:
     rows = []
     for seed in (0, 1):
-        for defense, asr, ca, train, ms in [("clean", 0.1, 0.9, 10, 5), ("none", 1.0, 0.88, 10, 5),
-                                            ("p2p", 0.2 + seed / 10, 0.87, 10.5, 5.1), ("onion", 0.6, 0.8, 10, 300)]:
+        for defense, asr, ca, train, ms in [("clean", 0.1, 0.9, 10, 5), ("none", 1.0, 0.88, 10 + 10 * seed, 5 + 5 * seed),
+                                            ("p2p", 0.2 + seed / 10, 0.87, 10.5 * (1 + seed), 5.1 * (1 + seed)),
+                                            ("onion", 0.6, 0.8, 10 * (1 + seed), 300 * (1 + seed))]:
             for rho in ([0.1, 0.2] if defense == "p2p" else [None]):
                 rows.append({
                     "cell": f"sst2/badnets/{defense}{rho or ''}/minilm/seed{seed}", "dataset": "sst2",

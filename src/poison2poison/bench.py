@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import csv
 import logging
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 AXES = ("dataset", "attack", "defense", "model")
 CLEAN = "clean"  # the defense label of a clean-floor cell: no poison, no defense
 CELLS, RESULTS_JSON, RESULTS_CSV, ERROR = "cells", "results.json", "results.csv", "error.json"
+SAFE_NAME = re.compile(r"[A-Za-z0-9._+-]+")
 
 
 class AxisEntry(BaseModel):
@@ -60,6 +62,10 @@ class GridConfig(BaseModel):
             return value
         out = {}
         for name, entry in value.items():
+            if not SAFE_NAME.fullmatch(str(name)) or str(name) in (".", ".."):
+                raise ValueError(f"'{name}' is not a usable name (letters, digits and . _ + - only): it names a folder")
+            if entry is not None and not isinstance(entry, dict):
+                raise ValueError(f"'{name}' must map settings to values, e.g. {{defense.name: p2p}}")
             entry = dict(entry or {})
             seeds = entry.pop("seeds", None)
             out[str(name)] = {"settings": entry, "seeds": seeds}
@@ -101,7 +107,13 @@ def _base_config(base: dict[str, Any] | str, grid_path: Path) -> dict[str, Any]:
     base_path = (grid_path.parent / base).resolve()
     if not base_path.is_file():
         raise ConfigError(f"{grid_path}: base: no such config file {base_path}")
-    return yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
+    try:
+        loaded = yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{base_path}: not valid YAML ({exc})") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{base_path}: the top level must be a mapping")
+    return loaded
 
 
 def expand_grid(grid: GridConfig, base: dict[str, Any], source: str = "grid") -> list[Cell]:
@@ -129,7 +141,10 @@ def _seeded_cells(
     data = copy.deepcopy(base)
     for entry in entries:
         for key, value in entry.settings.items():
-            set_dotted(data, key, copy.deepcopy(value))
+            try:
+                set_dotted(data, key, copy.deepcopy(value))
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: cell {'/'.join(labels.values())}: {exc}") from None
     cells = []
     for seed in seeds:
         data["seed"] = seed
@@ -173,6 +188,12 @@ def run_grid(
         from .pipeline import run_experiment as run
     selected = shard_cells(cells, *shard) if shard else cells
     todo = [c for c in selected if not (out / CELLS / c.key / "metrics.json").is_file()]
+    stale = [c.key for c in selected if c not in todo and _finished_hash(c, out) != c.config.config_hash()]
+    if stale:
+        raise ConfigError(
+            f"{len(stale)} finished cells hold runs of another config (the grid changed since), e.g. {stale[0]}; "
+            f"delete them under {out / CELLS} or use another --out"
+        )
     counts = {"selected": len(selected), "done": len(selected) - len(todo), "ran": 0, "failed": 0}
     log.info("grid: %d cells here, %d finished, %d to run", len(selected), counts["done"], len(todo))
     for cell in tqdm(todo, desc="grid", unit="cell", disable=not progress):
@@ -184,6 +205,10 @@ def run_grid(
     rows = write_results(cells, out)
     counts["finished"] = sum(row["status"] == "ok" for row in rows)
     return counts
+
+
+def _finished_hash(cell: Cell, out: Path) -> str:
+    return read_json(out / CELLS / cell.key / "metrics.json")["config_hash"]
 
 
 def _run_cell(cell: Cell, cell_dir: Path, run: RunFn) -> bool:
@@ -221,6 +246,8 @@ def result_row(cell: Cell, out: Path) -> dict[str, Any]:
                rho=defense.rho if defense.has_benign_subset else None, attack_rate=cell.config.attack.rate, status="missing")
     if (cell_dir / "metrics.json").is_file():
         metrics = read_json(cell_dir / "metrics.json")
+        if metrics["config_hash"] != row["config_hash"]:
+            return {**row, "status": "stale", "error": "holds a run of another config"}
         row.update({k: metrics.get(k) for k in RESULT_FIELDS if k in metrics and k not in cell.labels})
         row.update(status="ok", config_hash=metrics["config_hash"], **_clean(metrics))
         row["screen_seconds"] = metrics.get("screen_seconds", 0.0)

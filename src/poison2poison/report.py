@@ -24,7 +24,7 @@ from .config import SUBSET_DEFENSES  # noqa: E402
 from .errors import ConfigError  # noqa: E402
 from .io import atomic_write_text, read_json  # noqa: E402
 
-BASELINE = "none"  # the undefended model every cost is a ratio to
+BASELINE = "none"  # the defense variant of the undefended model every cost is a ratio to (whatever its grid label)
 TIME_FIELDS = ("train_seconds", "screen_seconds", "defense_seconds")  # what a defense costs at fine-tune time
 
 
@@ -69,7 +69,9 @@ def cost_ratios(rows: list[dict[str, Any]], per_setting: bool = False) -> dict[A
     Keyed by defense, or with `per_setting` by (dataset, attack, model, defense).
     """
     undefended = {
-        (r["dataset"], r["attack"], r["model"], r["seed"]): r for r in rows if r["status"] == "ok" and r["defense"] == BASELINE
+        (r["dataset"], r["attack"], r["model"], r["seed"]): r
+        for r in rows
+        if r["status"] == "ok" and r["defense"] != CLEAN and r.get("defense_variant") == BASELINE
     }
     ratios: dict[Any, dict[str, list[float]]] = defaultdict(lambda: {"fine_tune": [], "inference": []})
     for row in rows:
@@ -285,14 +287,15 @@ def build_report(directory: str | Path, title: str = "poison2poison benchmark") 
             tmp.replace(path)
         figures.append((caption, name, path))
     tables = results_tables(rows)
-    counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "failed", "missing")}
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "failed", "stale", "missing")}
     atomic_write_text(directory / "report.md", _markdown(title, counts, tables, figures))
     atomic_write_text(directory / "report.html", _html(title, counts, tables, figures))
     return {"markdown": directory / "report.md", "html": directory / "report.html", "figures": figures_dir}
 
 
 def _summary_line(counts: dict[str, int]) -> str:
-    return (f"{counts['ok']} cells finished, {counts['failed']} failed, {counts['missing']} not run. "
+    stale = f", {counts['stale']} stale (another config)" if counts["stale"] else ""
+    return (f"{counts['ok']} cells finished, {counts['failed']} failed{stale}, {counts['missing']} not run. "
             "Values are mean ± std over seeds; ASR counts triggered inputs whose true label is not the target; "
             "the clean floor is the same trigger on a model trained without poison. Costs are ratios to no defense "
             "on the same data, model and seed.")
