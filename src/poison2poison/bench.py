@@ -19,14 +19,13 @@ from io import StringIO
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm.auto import tqdm
 
-from .config import ExperimentConfig, set_dotted
+from .config import ExperimentConfig, read_yaml_mapping, set_dotted, validation_problems
 from .errors import ConfigError
 from .io import atomic_write_json, atomic_write_text, read_json
-from .summary import clean_metric
+from .summary import METRICS, clean_metric
 
 log = logging.getLogger(__name__)
 
@@ -88,32 +87,20 @@ class Cell:
 def load_grid(path: str | Path) -> list[Cell]:
     """The grid's cells in a stable order; config errors name the grid file and the cell."""
     path = Path(path)
+    raw = read_yaml_mapping(path, "grid file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         grid = GridConfig.model_validate(raw)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such grid file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from exc
-    return expand_grid(grid, _base_config(grid.base, path), str(path))
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from exc
+    base = grid.base if isinstance(grid.base, dict) else _base_config(grid.base, path)
+    return expand_grid(grid, base, str(path))
 
 
-def _base_config(base: dict[str, Any] | str, grid_path: Path) -> dict[str, Any]:
-    if isinstance(base, dict):
-        return base
+def _base_config(base: str, grid_path: Path) -> dict[str, Any]:
     base_path = (grid_path.parent / base).resolve()
     if not base_path.is_file():
         raise ConfigError(f"{grid_path}: base: no such config file {base_path}")
-    try:
-        loaded = yaml.safe_load(base_path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{base_path}: not valid YAML ({exc})") from exc
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{base_path}: the top level must be a mapping")
-    return loaded
+    return read_yaml_mapping(base_path)
 
 
 def expand_grid(grid: GridConfig, base: dict[str, Any], source: str = "grid") -> list[Cell]:
@@ -130,7 +117,7 @@ def expand_grid(grid: GridConfig, base: dict[str, Any], source: str = "grid") ->
                     labels = {"dataset": d_name, "attack": a_name, "defense": f_name, "model": m_name}
                     cells += _seeded_cells(base, labels, [*shared, f], f.seeds or grid.seeds, source)
     keys = [c.key for c in cells]
-    if len(set(keys)) != len(keys) or any(CLEAN == name for name in grid.defenses):
+    if len(set(keys)) != len(keys) or CLEAN in grid.defenses:
         raise ConfigError(f"{source}: names repeat across cells (and '{CLEAN}' is reserved for the clean floor)")
     return cells
 
@@ -151,8 +138,9 @@ def _seeded_cells(
         try:
             config = ExperimentConfig.model_validate(copy.deepcopy(data))
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"{source}: cell {'/'.join(labels.values())}/seed{seed}: {problems}") from exc
+            raise ConfigError(
+                f"{source}: cell {'/'.join(labels.values())}/seed{seed}: {validation_problems(exc)}"
+            ) from exc
         cells.append(Cell(labels, seed, config))
     return cells
 
@@ -187,8 +175,11 @@ def run_grid(
     if run is None:
         from .pipeline import run_experiment as run
     selected = shard_cells(cells, *shard) if shard else cells
-    todo = [c for c in selected if not (out / CELLS / c.key / "metrics.json").is_file()]
-    stale = [c.key for c in selected if c not in todo and _finished_hash(c, out) != c.config.config_hash()]
+    finished: list[Cell] = []
+    todo: list[Cell] = []
+    for cell in selected:
+        (finished if (out / CELLS / cell.key / METRICS).is_file() else todo).append(cell)
+    stale = [c.key for c in finished if _finished_hash(c, out) != c.config.config_hash()]
     if stale:
         raise ConfigError(
             f"{len(stale)} finished cells hold runs of another config (the grid changed since), e.g. {stale[0]}; "
@@ -208,7 +199,7 @@ def run_grid(
 
 
 def _finished_hash(cell: Cell, out: Path) -> str:
-    return read_json(out / CELLS / cell.key / "metrics.json")["config_hash"]
+    return read_json(out / CELLS / cell.key / METRICS)["config_hash"]
 
 
 def _run_cell(cell: Cell, cell_dir: Path, run: RunFn) -> bool:
@@ -244,8 +235,8 @@ def result_row(cell: Cell, out: Path) -> dict[str, Any]:
     row.update(cell.labels)
     row.update(cell=cell.key, seed=cell.seed, config_hash=cell.config.config_hash(),
                rho=defense.rho if defense.has_benign_subset else None, attack_rate=cell.config.attack.rate, status="missing")
-    if (cell_dir / "metrics.json").is_file():
-        metrics = read_json(cell_dir / "metrics.json")
+    if (cell_dir / METRICS).is_file():
+        metrics = read_json(cell_dir / METRICS)
         if metrics["config_hash"] != row["config_hash"]:
             return {**row, "status": "stale", "error": "holds a run of another config"}
         row.update({k: metrics.get(k) for k in RESULT_FIELDS if k in metrics and k not in cell.labels})
