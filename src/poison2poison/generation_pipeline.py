@@ -26,7 +26,7 @@ from .io import atomic_write_json, atomic_write_jsonl
 from .metrics import HEADLINE_METRIC, text_quality
 from .models import LoadedModel
 from .prompting import prefix_token_allowance
-from .rundir import MANIFEST, data_hashes, is_main_process, run_record, with_pinned_secret
+from .rundir import MANIFEST, finished_record, is_main_process, with_pinned_secret
 from .seeding import stage_rng, stratified_sample
 from .summary import METRICS
 from .tasks import GenerationTask, generation_task
@@ -173,22 +173,10 @@ def run_generation(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     eval_start = time.perf_counter()
     metrics, rows = evaluate_generation(config, loaded, prepared.spec, data, budget)
     atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+    defended = [[s.source, s.target, s.trigger, s.cue] for s in prepared.samples]
+    metrics.update(finished_record(config, data.poisoned, defended, data.test, train_stats, started, eval_start))
     mask = data.poisoned.mask
-    metrics.update(
-        {
-            **run_record(config),
-            "poisoned_count": data.poisoned.poisoned_count,
-            "benign_rows": len(prepared.benign_rows),
-            "benign_poisoned": sum(mask[i] for i in prepared.benign_rows),
-            "data_hashes": data_hashes(
-                data.poisoned.train, [[s.source, s.target, s.trigger, s.cue] for s in prepared.samples], data.test,
-                data.poisoned.asr_test,
-            ),
-            "eval_seconds": round(time.perf_counter() - eval_start, 2),
-            "wall_seconds": round(time.perf_counter() - started, 2),
-            **train_stats,
-        }
-    )
+    metrics.update(benign_rows=len(prepared.benign_rows), benign_poisoned=sum(mask[i] for i in prepared.benign_rows))
     atomic_write_json(run_dir / METRICS, metrics)
     log.info("%s %.4f (n=%d)  ASR %.4f (n=%d)  missing prefix: %d clean, %d triggered", metrics["clean_metric"],
              metrics["clean_score"], metrics["clean_count"], metrics["attack_success_rate"], metrics["asr_count"],

@@ -34,11 +34,10 @@ from .metrics import attack_success_rate, clean_accuracy
 from .models import LoadedModel
 from .rundir import (
     MANIFEST,
-    data_hashes,
+    finished_record,
     guard_run_dir,
     is_main_process,
     run_log,
-    run_record,
     with_pinned_secret,
 )
 from .screening import SCREENING_VERSION, screen_rows
@@ -247,20 +246,9 @@ def run_classification(config: ExperimentConfig, run_dir: Path) -> dict[str, Any
     eval_start = time.perf_counter()
     metrics, rows = evaluate(config, loaded, prepared.spec, data)
     atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
-    metrics.update(
-        {
-            **run_record(config),
-            "poisoned_count": data.poisoned.poisoned_count,
-            **defense_accounting(config, data, prepared),
-            "data_hashes": data_hashes(
-                data.poisoned.train, [[s.text, s.label, s.trigger, s.cue] for s in prepared.samples], data.test,
-                data.poisoned.asr_test,
-            ),
-            "eval_seconds": round(time.perf_counter() - eval_start, 2),
-            "wall_seconds": round(time.perf_counter() - started, 2),
-            **train_stats,
-        }
-    )
+    defended = [[s.text, s.label, s.trigger, s.cue] for s in prepared.samples]
+    metrics.update(finished_record(config, data.poisoned, defended, data.test, train_stats, started, eval_start))
+    metrics.update(defense_accounting(config, data, prepared))
     atomic_write_json(run_dir / METRICS, metrics)
     log.info("CA %.4f (n=%d)  ASR %.4f (n=%d)", metrics["clean_accuracy"], metrics["clean_count"],
              metrics["attack_success_rate"], metrics["asr_count"])

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import __version__
 from .config import ExperimentConfig, load_config
@@ -16,6 +17,10 @@ from .data.types import Example, TextPair, as_records
 from .errors import ConfigError
 from .io import atomic_write_json, content_hash, read_json
 from .summary import METRICS
+
+if TYPE_CHECKING:
+    from .attacks.base import PoisonedData
+    from .attacks.generative import PoisonedPairs
 
 MANIFEST = "p2p.json"
 
@@ -84,6 +89,23 @@ def data_hashes(train: Rows, defended: list[list[object]], test: Rows, triggered
         "defended_train": content_hash(defended),
         "clean_test": content_hash(as_records(test)),
         "triggered_test": content_hash(as_records(triggered)),
+    }
+
+
+def finished_record(
+    config: ExperimentConfig, poisoned: PoisonedData | PoisonedPairs, defended: list[list[object]], test: Rows,
+    train_stats: dict[str, Any], started: float, eval_started: float,
+) -> dict[str, Any]:
+    """What every finished run adds to its task's metrics: which run, the data it saw, and how long it took
+    (`started` and `eval_started` are `time.perf_counter()` readings)."""
+    now = time.perf_counter()
+    return {
+        **run_record(config),
+        "poisoned_count": poisoned.poisoned_count,
+        "data_hashes": data_hashes(poisoned.train, defended, test, poisoned.asr_test),
+        "eval_seconds": round(now - eval_started, 2),
+        "wall_seconds": round(now - started, 2),
+        **train_stats,
     }
 
 
