@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,9 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .bench import CLEAN, RESULTS_JSON  # noqa: E402
-from .config import SUBSET_DEFENSES  # noqa: E402
 from .errors import ConfigError  # noqa: E402
 from .io import atomic_write_text, read_json  # noqa: E402
+from .summary import format_mean_std, markdown_rows  # noqa: E402
 
 BASELINE = "none"  # the defense variant of the undefended model every cost is a ratio to (whatever its grid label)
 TIME_FIELDS = ("train_seconds", "screen_seconds", "defense_seconds")  # what a defense costs at fine-tune time
@@ -35,9 +35,7 @@ class Stat:
     n: int
 
     def text(self, digits: int = 3) -> str:
-        if self.n == 1:
-            return f"{self.mean:.{digits}f}"
-        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+        return format_mean_std(self.mean, self.std, self.n, digits)
 
 
 def stat(values: Iterable[float]) -> Stat | None:
@@ -93,6 +91,7 @@ def results_tables(rows: list[dict[str, Any]]) -> list[tuple[str, list[str], lis
     """(title, columns, rows) per dataset x model: every attack x defense with its clean floor beside it."""
     groups = group_rows(rows)
     costs = cost_ratios(rows, per_setting=True)
+    failures = Counter(_group(r) for r in rows if r["status"] == "failed")
     by_setting: dict[tuple[str, str], list[Group]] = defaultdict(list)
     for key in groups:
         by_setting[(key[0], key[2])].append(key)
@@ -105,7 +104,7 @@ def results_tables(rows: list[dict[str, Any]]) -> list[tuple[str, list[str], lis
             runs = groups[key]
             floor = stat(r["attack_success_rate"] for r in groups.get((dataset, key[1], model, CLEAN), []))
             asr = stat(r["attack_success_rate"] for r in runs)
-            failed = sum(1 for r in rows if r["status"] == "failed" and _group(r) == key)
+            failed = failures[key]
             cost = costs.get(key, {})
             body.append([
                 key[1], key[3], ", ".join(str(r["seed"]) for r in runs), _cell(stat(r["clean_score"] for r in runs)),
@@ -197,7 +196,7 @@ def figure_rho_sweep(rows: list[dict[str, Any]]) -> plt.Figure | None:
     sweeps: dict[tuple[str, str, str, str], dict[float, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for key, runs in groups.items():
         for run in runs:
-            if run.get("rho") is not None and _has_benign_subset(run):
+            if run.get("rho") is not None:  # set for the defenses with a benign subset only
                 sweeps[(key[0], key[1], key[2], run["defense_variant"])][run["rho"]].append(run)
     sweeps = {k: v for k, v in sweeps.items() if len(v) > 1}
     if not sweeps:
@@ -216,11 +215,6 @@ def figure_rho_sweep(rows: list[dict[str, Any]]) -> plt.Figure | None:
         ax.grid(alpha=0.3)
     _shared_legend(fig, axes)
     return fig
-
-
-def _has_benign_subset(run: dict[str, Any]) -> bool:
-    variant = str(run.get("defense_variant") or "")
-    return any(variant.startswith(name + "(") for name in SUBSET_DEFENSES)
 
 
 def figure_cost(rows: list[dict[str, Any]]) -> plt.Figure | None:
@@ -304,9 +298,7 @@ def _summary_line(counts: dict[str, int]) -> str:
 def _markdown(title: str, counts: dict[str, int], tables: list, figures: list) -> str:
     parts = [f"# {title}", "", _summary_line(counts), ""]
     for name, columns, body in tables:
-        parts += [f"## {name}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        parts += ["| " + " | ".join(cells) + " |" for cells in body]
-        parts.append("")
+        parts += [f"## {name}", "", markdown_rows(columns, body), ""]
     parts.append("## Figures")
     for caption, name, path in figures:
         parts += ["", f"### {caption}", ""]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from .config import SUBSET_DEFENSES
 from .io import read_json
@@ -25,10 +25,16 @@ def collect_metrics(paths: Iterable[Path]) -> dict[str, list[dict[str, Any]]]:
     return dict(sorted(groups.items()))
 
 
+def format_mean_std(mean: float, std: float, count: int, digits: int = 3) -> str:
+    """'mean ± std', or the value alone when there is one."""
+    if count == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
 def mean_std(values: list[float], digits: int = 3) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return format_mean_std(statistics.mean(values), std, len(values), digits)
 
 
 COLUMNS = (
@@ -79,7 +85,7 @@ GENERATION_COLUMNS = (
 )
 
 
-def _markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+def markdown_rows(columns: Sequence[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
 
@@ -108,7 +114,7 @@ def generation_table(groups: dict[str, list[dict[str, Any]]]) -> str:
             mean_std([r["wall_seconds"] for r in runs], 0),
         ]
         rows.append(cells)
-    return _markdown(GENERATION_COLUMNS, rows)
+    return markdown_rows(GENERATION_COLUMNS, rows)
 
 
 def _clean_firing(runs: list[dict[str, Any]]) -> str:
@@ -136,4 +142,4 @@ def classification_table(groups: dict[str, list[dict[str, Any]]]) -> str:
             mean_std([r["wall_seconds"] for r in runs], 0),
         ]
         rows.append(cells)
-    return _markdown(COLUMNS, rows)
+    return markdown_rows(COLUMNS, rows)
