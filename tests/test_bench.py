@@ -75,26 +75,22 @@ def test_grid_expands_axes_seeds_and_clean_floor(grid: Path) -> None:
     assert [c.seed for c in cells if c.labels["defense"] == "onion-like"] == [0, 0]
 
 
-def test_grid_errors_name_the_file_and_the_cell(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("defenses:\n  p2p: {defense.name: p2p, defense.rho: 2}\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: cell base/base/p2p/base/seed0: defense.rho"):
-        load_grid(bad)
-    bad.write_text("defenses:\n  clean: {defense.name: none}\n")
-    with pytest.raises(ConfigError, match="reserved"):
-        load_grid(bad)
-    bad.write_text("base: nowhere.yaml\n")
-    with pytest.raises(ConfigError, match="no such config file"):
-        load_grid(bad)
-    bad.write_text("defenses:\n  p2p: 5\n")
-    with pytest.raises(ConfigError, match="bad.yaml: defenses: .*must map settings"):
-        load_grid(bad)
-    bad.write_text("defenses:\n  ../escape: {defense.name: p2p}\n")
-    with pytest.raises(ConfigError, match="not a usable name"):
-        load_grid(bad)
+@pytest.mark.parametrize(
+    ("grid_text", "error"),
+    [
+        ("defenses:\n  p2p: {defense.name: p2p, defense.rho: 2}\n", r"bad.yaml: cell base/base/p2p/base/seed0: defense.rho"),
+        ("defenses:\n  clean: {defense.name: none}\n", "reserved"),
+        ("base: nowhere.yaml\n", "no such config file"),
+        ("defenses:\n  p2p: 5\n", "bad.yaml: defenses: .*must map settings"),
+        ("defenses:\n  ../escape: {defense.name: p2p}\n", "not a usable name"),
+        ("base: list.yaml\n", "list.yaml: the top level must be a mapping"),
+    ],
+)
+def test_grid_errors_name_the_file_and_the_cell(tmp_path: Path, grid_text: str, error: str) -> None:
     (tmp_path / "list.yaml").write_text("- 1\n")
-    bad.write_text("base: list.yaml\n")
-    with pytest.raises(ConfigError, match="list.yaml: the top level must be a mapping"):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(grid_text)
+    with pytest.raises(ConfigError, match=error):
         load_grid(bad)
 
 

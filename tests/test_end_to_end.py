@@ -121,10 +121,16 @@ def test_interrupted_training_resumes_from_checkpoint(tmp_path: Path, monkeypatc
     assert metrics["train_steps"] == 10  # 160 rows / batch 16, one epoch: the resumed run finished the schedule
 
 
-def test_defend_and_predict_from_python_and_cli(tmp_path: Path, data_dir: Path) -> None:
+def user_file(tmp_path: Path, data_dir: Path) -> Path:
+    """A user's own labelled file: 48 real SST-2 dev rows as {text, label} JSON lines."""
     rows = [json.loads(line) for line in (data_dir / "sst2" / "dev.jsonl").read_text().splitlines()[:48]]
     data = tmp_path / "mine.jsonl"
     data.write_text("".join(json.dumps({"text": r["sentence"], "label": r["label"]}) + "\n" for r in rows))
+    return data
+
+
+def test_defend_and_predict_from_python_and_cli(tmp_path: Path, data_dir: Path) -> None:
+    data = user_file(tmp_path, data_dir)
     config = load_config(None, TINY + ["defense.name=p2p+", "defense.screen=[lexical]"])
     out = defend(data, "tiny", tmp_path / "defended", config, task="sentiment")
     assert (out / "screening.json").is_file()  # robust P2P screened the user's rows and dropped its share
@@ -144,9 +150,7 @@ def test_defend_and_predict_from_python_and_cli(tmp_path: Path, data_dir: Path) 
 
 
 def test_defend_again_keeps_the_secret_trigger_of_its_saved_model(tmp_path: Path, data_dir: Path) -> None:
-    rows = [json.loads(line) for line in (data_dir / "sst2" / "dev.jsonl").read_text().splitlines()[:48]]
-    data = tmp_path / "mine.jsonl"
-    data.write_text("".join(json.dumps({"text": r["sentence"], "label": r["label"]}) + "\n" for r in rows))
+    data = user_file(tmp_path, data_dir)
     config = load_config(None, TINY + ["defense.name=p2p", "defense.trigger=secret"])
     out = defend(data, "tiny", tmp_path / "defended", config, task="sentiment")
     trigger = read_json(out / "p2p.json")["inference"]["trigger"]
