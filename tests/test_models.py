@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,3 +83,25 @@ def test_tiny_tokenizer_round_trips() -> None:
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
     model = build_tiny_model(ModelConfig(tiny_hidden_size=64, tiny_layers=1), tokenizer)
     assert model(torch.tensor([ids])).logits.shape[-1] == len(tokenizer)
+
+
+def test_scoring_views_do_not_depend_on_batch_padding() -> None:
+    """Perplexity, label probabilities and representations of a text are the same alone or in a padded batch."""
+    from poison2poison.defenses.base import InferenceSpec
+    from poison2poison.inference import embed_samples, label_probabilities, perplexities
+    from poison2poison.prompting import PLAIN_CUE, Sample
+
+    torch.manual_seed(0)
+    loaded = build_model(ModelConfig(tiny_hidden_size=64, tiny_layers=1, tiny_vocab_size=300), 4, ["a", "b", "c", "d"],
+                         CORPUS)
+    texts = ["a fine film", "a long and slow and dull and tired film that never ends", "ok"]
+    alone = np.concatenate([perplexities(loaded, [t], 64) for t in texts])
+    assert np.allclose(perplexities(loaded, texts, 64), alone, rtol=1e-4) and (alone > 1).all()
+    spec = InferenceSpec("p2p", "", PLAIN_CUE, (0, 1, 0, 1))  # four outputs, two labels
+    probs = label_probabilities(loaded, spec, texts, 64)
+    assert probs.shape == (3, 2) and np.allclose(probs.sum(axis=1), 1.0)
+    assert np.allclose(probs[1], label_probabilities(loaded, spec, texts[1:2], 64)[0], atol=1e-5)
+    samples = [Sample(t, -1) for t in texts]
+    vectors = embed_samples(loaded, samples, 64)
+    assert vectors.shape == (3, 64)
+    assert np.allclose(vectors[2], embed_samples(loaded, samples[2:], 64)[0], atol=1e-4)

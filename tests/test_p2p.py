@@ -130,7 +130,7 @@ def test_trusted_source_appends_the_vouched_rows(tmp_path) -> None:
 
 
 def test_unknown_defense_lists_valid_names() -> None:
-    with pytest.raises(ConfigError, match="valid: dece, none, p2p, p2p\\+, pdb"):
+    with pytest.raises(ConfigError, match="valid: bki, cube, dece, none, onion, p2p, p2p\\+, pdb, strip"):
         build_defense(DefenseConfig(name="nope"), SENTIMENT)
 
 

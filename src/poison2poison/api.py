@@ -16,7 +16,7 @@ from typing import Sequence
 from .config import ExperimentConfig, load_config
 from .data.catalog import read_user_data
 from .data.types import Example
-from .defenses import InferenceSpec
+from .defenses import InferenceSpec, build_defense
 from .errors import ConfigError, ModelSetupError
 from .inference import predict
 from .io import atomic_write_json, atomic_write_text, read_json
@@ -65,6 +65,9 @@ def defend(
     with run_log(out):
         examples = read_user_data(data)
         chosen_task = task_for(examples, task)
+        if build_defense(config.defense, chosen_task).guards_inputs:
+            raise ConfigError(f"defense '{config.defense.name}' acts at inference and is offered as a benchmark "
+                              f"baseline (`p2p run`, `p2p bench`); `defend` saves models of training-time defenses")
         atomic_write_text(out / "config.yaml", config.to_yaml())
         started = time.perf_counter()
         prepared = apply_defense(
@@ -93,6 +96,11 @@ class DefendedModel:
         if not manifest_path.is_file():
             raise ModelSetupError(f"{directory}: no {MANIFEST}; point at a folder written by `p2p defend` or `p2p run`")
         data = read_json(manifest_path)
+        if data.get("input_guard"):
+            raise ModelSetupError(
+                f"{directory} was defended by {data['input_guard']}, which acts at inference; its model alone is not "
+                f"defended. Benchmark runs of inference-time defenses are not served by DefendedModel or `p2p predict`"
+            )
         if data.get("task_type") == "generation":
             raise ModelSetupError(
                 f"{directory} holds a generator; DefendedModel and `p2p predict` serve classifiers. Load "

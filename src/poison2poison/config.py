@@ -44,7 +44,9 @@ ROBUST_DEFAULTS: dict[str, Any] = {"screen": ["lexical", "reference"], "screen_p
 """What `p2p+` (robust P2P, ours) changes from paper P2P unless the config sets it; chosen in docs/robust.md."""
 PDB_DEFAULTS: dict[str, Any] = {"rho": 0.1, "oversample": 5, "mode": "append", "separate_cue": False}
 """PDB's own defaults: a tenth of the data, shown five times, added beside the plain rows, no cue of its own."""
-DEFENSE_DEFAULTS: dict[str, dict[str, Any]] = {"p2p+": ROBUST_DEFAULTS, "pdb": PDB_DEFAULTS}
+STRIP_DEFAULTS: dict[str, Any] = {"trusted_size": 200}
+"""STRIP calibrates on clean rows; in experiments, 200 held-out clean training rows stand in for them."""
+DEFENSE_DEFAULTS: dict[str, dict[str, Any]] = {"p2p+": ROBUST_DEFAULTS, "pdb": PDB_DEFAULTS, "strip": STRIP_DEFAULTS}
 
 
 class DefenseConfig(_Strict):
@@ -83,6 +85,21 @@ class DefenseConfig(_Strict):
     dece_alpha_base: float = Field(
         0.985, gt=0.0, le=1.0, description="DeCE: the prediction's weight in the blend is alpha_base ** epoch"
     )
+    # ONION (defenses/onion.py)
+    onion_model: str = Field("tiny", description="ONION: the causal LM that scores perplexity (hub id or path)")
+    onion_epochs: float = Field(3.0, ge=0, description="ONION: epochs on the training texts (0: use the LM as it is)")
+    onion_learning_rate: float = Field(1e-3, gt=0, description="ONION: the scoring LM's learning rate")
+    onion_threshold: float = Field(0.0, description="ONION: words whose deletion lowers perplexity by more go")
+    # STRIP (defenses/strip.py)
+    strip_copies: int = Field(10, ge=1, description="STRIP: perturbed copies per input")
+    strip_swap: float = Field(0.5, gt=0.0, le=1.0, description="STRIP: fraction of an input's words replaced per copy")
+    strip_frr: float = Field(0.05, gt=0.0, lt=1.0, description="STRIP: the false-rejection rate on clean rows")
+    # BKI (defenses/bki.py)
+    bki_top_words: int = Field(5, ge=1, description="BKI: words each row nominates, most important first")
+    bki_keywords: int = Field(1, ge=1, description="BKI: top-scoring words taken as triggers; rows with one go")
+    # CUBE (defenses/cube.py)
+    cube_components: int = Field(10, ge=1, description="CUBE: PCA dimensions the representations are reduced to")
+    cube_min_cluster_size: int = Field(20, ge=2, description="CUBE: HDBSCAN's smallest cluster")
 
     @field_validator("output_prefix")
     @classmethod

@@ -3,7 +3,7 @@ last position alone) and batched greedy generation."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,41 +18,112 @@ from rich.progress import (
 from .defenses.base import InferenceSpec
 from .errors import ModelSetupError
 from .models.loading import LoadedModel
-from .prompting import PaddingCollator, Sample, TextSample, encode_causal, encode_encoder, encode_generation
+from .prompting import (
+    PaddingCollator,
+    Sample,
+    TextSample,
+    encode_causal,
+    encode_encoder,
+    encode_generation,
+    encode_language_model,
+)
 
 
 def _batches(items: Sequence[dict], size: int) -> list[Sequence[dict]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-@torch.no_grad()
-def score_samples(
-    loaded: LoadedModel, samples: Sequence[Sample], max_length: int, batch_size: int = 64, label: str = "score"
+def _forward_batches(
+    loaded: LoadedModel, samples: Sequence[Sample], max_length: int, batch_size: int, label: str,
+    read: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor], width: int,
 ) -> np.ndarray:
-    """Scores of shape (len(samples), num_outputs): answer-token logits (causal) or head logits (encoder)."""
+    """Run the model over the samples' prompts in batches; `read(outputs, batch)` keeps one row per sample."""
     model = loaded.model
     model.eval()
     if loaded.kind == "causal":
         features, _ = encode_causal(loaded.tokenizer, samples, [], max_length, with_target=False)
         collate = PaddingCollator(loaded.tokenizer.pad_token_id, side="left")
-        answer_ids = torch.tensor(loaded.answer_ids)
     else:
         features, _ = encode_encoder(loaded.tokenizer, samples, max_length, with_target=False)
         collate = PaddingCollator(loaded.tokenizer.pad_token_id, side="right")
     device = next(model.parameters()).device
     out = []
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
+    with torch.no_grad(), Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    ) as bar:
         task = bar.add_task(label, total=len(features))
         for chunk in _batches(features, batch_size):
             batch = {k: v.to(device) for k, v in collate(list(chunk)).items()}
             if loaded.kind == "causal":
-                positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-                logits = model(**batch, position_ids=positions, logits_to_keep=1).logits[:, -1, :]
-                out.append(logits[:, answer_ids.to(device)].float().cpu().numpy())
-            else:
-                out.append(model(**batch).logits.float().cpu().numpy())
+                batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            out.append(read(model, batch).float().cpu().numpy())
             bar.advance(task, len(chunk))
-    return np.concatenate(out) if out else np.zeros((0, loaded.num_outputs), dtype=np.float32)
+    return np.concatenate(out) if out else np.zeros((0, width), dtype=np.float32)
+
+
+def score_samples(
+    loaded: LoadedModel, samples: Sequence[Sample], max_length: int, batch_size: int = 64, label: str = "score"
+) -> np.ndarray:
+    """Scores of shape (len(samples), num_outputs): answer-token logits (causal) or head logits (encoder)."""
+
+    answer_ids = torch.tensor(loaded.answer_ids) if loaded.kind == "causal" else None
+
+    def logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if answer_ids is not None:
+            last = model(**batch, logits_to_keep=1).logits[:, -1, :]
+            return last[:, answer_ids.to(last.device)]
+        return model(**batch).logits
+
+    return _forward_batches(loaded, samples, max_length, batch_size, label, logits, loaded.num_outputs)
+
+
+def embed_samples(
+    loaded: LoadedModel, samples: Sequence[Sample], max_length: int, batch_size: int = 64, label: str = "embed"
+) -> np.ndarray:
+    """The last layer's representation at the position the answer is read from: the final token of a causal LM's
+    prompt, the first token (CLS) of an encoder's. Shape (len(samples), hidden size)."""
+    position = -1 if loaded.kind == "causal" else 0
+
+    def hidden(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        extra = {"logits_to_keep": 1} if loaded.kind == "causal" else {}
+        return model(**batch, output_hidden_states=True, **extra).hidden_states[-1][:, position, :]
+
+    return _forward_batches(loaded, samples, max_length, batch_size, label, hidden, loaded.model.config.hidden_size)
+
+
+def label_probabilities(
+    loaded: LoadedModel, spec: InferenceSpec, texts: Sequence[str], max_length: int, batch_size: int = 64,
+    label: str = "probabilities",
+) -> np.ndarray:
+    """(len(texts), number of labels): the softmax over outputs, summed into the labels they project to."""
+    scores = score_samples(loaded, [spec.present(t) for t in texts], max_length, batch_size, label)
+    probs = torch.softmax(torch.from_numpy(scores), dim=1).numpy()
+    projected = np.asarray(spec.label_of_output)
+    return np.stack([probs[:, projected == j].sum(axis=1) for j in range(projected.max() + 1)], axis=1)
+
+
+def perplexities(
+    loaded: LoadedModel, texts: Sequence[str], max_length: int, batch_size: int = 32, label: str = "perplexity"
+) -> np.ndarray:
+    """Per text, exp(mean negative log-likelihood of its tokens after the first) under a causal LM."""
+    model, out = loaded.model, []
+    model.eval()
+    features = encode_language_model(loaded.tokenizer, texts, max_length)
+    collate = PaddingCollator(loaded.tokenizer.pad_token_id, side="right")
+    device = next(model.parameters()).device
+    with torch.no_grad(), Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    ) as bar:
+        task = bar.add_task(label, total=len(features))
+        for chunk in _batches(features, batch_size):
+            batch = {k: v.to(device) for k, v in collate(list(chunk)).items()}
+            labels = batch.pop("labels")[:, 1:]
+            logits = model(**batch).logits[:, :-1].float()
+            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
+            mask = (labels != -100).float()
+            out.append(torch.exp((nll * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy())
+            bar.advance(task, len(chunk))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
 def predict(

@@ -28,6 +28,18 @@ def attack_success_rate(predictions: Sequence[int], true_labels: Sequence[int], 
     return (sum(p == target for p in kept) / count if count else float("nan")), count
 
 
+REJECTED = -1
+"""The prediction recorded for an input a detection defense refused to answer: never a label."""
+
+
+def detection_scores(flagged_positives: int, flagged: int, positives: int) -> dict[str, float | None]:
+    """Precision and recall of a detector (None where the denominator is 0)."""
+    return {
+        "detection_precision": flagged_positives / flagged if flagged else None,
+        "detection_recall": flagged_positives / positives if positives else None,
+    }
+
+
 # A number as written in answers: optional minus (not after a word character, so "10-5" gives 5), optional `$`,
 # digits with or without thousands commas, optional decimals. A trailing "." is a full stop, not part of it.
 _NUMBER = re.compile(r"(?:(?<![\w)])-)?\$?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .attacks import PoisonedData, build_attack
-from .config import ExperimentConfig
+from .config import ExperimentConfig, ModelConfig, TrainConfig
 from .data.catalog import dataset_spec, load_split, read_user_data
 from .data.generation import GENERATION_DATASETS
 from .data.types import Example, as_records
-from .defenses import DefenseContext, InferenceSpec, PreparedTrain, build_defense
+from .defenses import DefenseContext, GuardContext, InferenceSpec, PreparedTrain, Reference, build_defense
+from .defenses.base import Guarded, InputGuard, Perplexity, plain_spec
 from .errors import ConfigError
 from .generation_pipeline import run_generation
-from .inference import predict
+from .inference import embed_samples, label_probabilities, perplexities, predict
 from .io import (
     atomic_write_json,
     atomic_write_jsonl,
@@ -30,8 +32,9 @@ from .io import (
     content_hash,
     read_json,
 )
-from .metrics import attack_success_rate, clean_accuracy
+from .metrics import REJECTED, attack_success_rate, clean_accuracy, detection_scores
 from .models import LoadedModel
+from .prompting import Sample
 from .rundir import (
     MANIFEST,
     finished_record,
@@ -44,7 +47,7 @@ from .screening import SCREENING_VERSION, screen_rows
 from .seeding import stage_rng, stratified_sample
 from .summary import METRICS
 from .tasks import ClassificationTask
-from .training import fit_new_model, trained_model
+from .training import fit_language_model, fit_new_model, fit_throwaway_model, trained_model
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +108,15 @@ def apply_defense(
     """Run the configured defense. `clean_rows` (the ground truth) reaches it only for the oracle experiment.
 
     Screening, when asked for, runs here; with `screening_path` its result is saved there and reused on resume.
+    A reference fine-tune (BKI, CUBE) runs here too; its time, with the defense's own, is `defense_seconds`.
     """
     defense = build_defense(config.defense, task)
     context = DefenseContext(trusted=trusted)
     if config.defense.trusted_path:
         context.trusted = read_user_data(config.defense.trusted_path, task.num_labels)
+    if defense.needs_clean and not context.trusted:
+        raise ConfigError(f"defense '{defense.name}' needs clean rows: set defense.trusted_path (or, in experiments, "
+                          f"defense.trusted_size)")
     if config.defense.has_benign_subset and config.defense.source == "oracle":
         if clean_rows is None:
             raise ConfigError("defense.source 'oracle' needs a simulated attack's ground truth; use 'random' or 'trusted'")
@@ -117,10 +124,58 @@ def apply_defense(
     screen_seconds: dict[str, float] = {}
     if config.defense.has_benign_subset and config.defense.screen:
         context.suspicion, screen_seconds = screened_suspicion(config, task, train, screening_path)
+    started = time.perf_counter()
+    if defense.needs_reference:
+        context.reference = reference_views(config, task, train)
     prepared = defense.prepare(train, stage_rng(config.seed, "defense"), context)
+    prepared.details["defense_seconds"] = round(time.perf_counter() - started, 2)
     if screen_seconds:
         prepared.details["screen_seconds"] = screen_seconds
     return prepared
+
+
+def reference_views(config: ExperimentConfig, task: ClassificationTask, train: list[Example]) -> Reference:
+    """A model fine-tuned on the rows as given, with the run's own model and training settings."""
+    words = task.answer_words(task.num_labels)
+    loaded = fit_throwaway_model(config.model, config.train, [Sample(e.text, e.label) for e in train], words, config.seed)
+    spec = plain_spec("reference", task.num_labels)
+    length, batch = config.model.max_length, config.train.eval_batch_size
+    return Reference(
+        probabilities=lambda texts: label_probabilities(loaded, spec, texts, length, batch, "reference"),
+        embeddings=lambda texts: embed_samples(loaded, [spec.present(t) for t in texts], length, batch, "embed"),
+    )
+
+
+def input_guard(
+    config: ExperimentConfig, task: ClassificationTask, loaded: LoadedModel, spec: InferenceSpec,
+    train: list[Example], clean: list[Example] | None,
+) -> tuple[InputGuard | None, float]:
+    """The defense's inference-time part (ONION, STRIP), built on the trained model, and the seconds that took
+    (a language model fitted for ONION included)."""
+    defense = build_defense(config.defense, task)
+    if not defense.guards_inputs:
+        return None, 0.0
+    started = time.perf_counter()
+    length, batch = config.model.max_length, config.train.eval_batch_size
+    context = GuardContext(
+        probabilities=lambda texts: label_probabilities(loaded, spec, texts, length, batch, "guard"),
+        clean=list(clean or []), rng=stage_rng(config.seed, "guard"),
+    )
+    if defense.needs_language_model:
+        context.perplexity = language_model_perplexity(config, [e.text for e in train])
+    guard = defense.input_guard(context)
+    return guard, round(time.perf_counter() - started, 2)
+
+
+def language_model_perplexity(config: ExperimentConfig, texts: list[str]) -> Perplexity:
+    """ONION's scorer: `defense.onion_model` fitted to the training texts for `defense.onion_epochs`."""
+    d = config.defense
+    model_config = ModelConfig(name=d.onion_model, max_length=config.model.max_length)
+    train_config = TrainConfig(epochs=d.onion_epochs, batch_size=config.train.batch_size,
+                               learning_rate=d.onion_learning_rate, save_steps=config.train.save_steps)
+    with tempfile.TemporaryDirectory(prefix="p2p-onion-lm-") as tmp:
+        lm = fit_language_model(model_config, train_config, texts, config.seed, Path(tmp))
+    return lambda batch: perplexities(lm, batch, model_config.max_length, config.train.eval_batch_size)
 
 
 SCREEN_CACHE_ENV = "P2P_CACHE_DIR"
@@ -182,31 +237,65 @@ def train_model(
     )
 
 
+def answer(
+    loaded: LoadedModel, spec: InferenceSpec, texts: list[str], config: ExperimentConfig, guard: InputGuard | None,
+    label: str,
+) -> tuple[list[int], list[int], list[bool]]:
+    """(labels, raw outputs, rejected) for texts passed through the defense's guard, if any; a rejected input's
+    label is REJECTED."""
+    guarded = guard.guard(texts) if guard else Guarded(texts, [False] * len(texts))
+    labels, raw = predict(loaded, spec, guarded.texts, config.model.max_length, config.train.eval_batch_size, label)
+    return [REJECTED if r else y for y, r in zip(labels, guarded.rejected)], raw, guarded.rejected
+
+
 def evaluate(
-    config: ExperimentConfig, loaded: LoadedModel, spec: InferenceSpec, data: ExperimentData
+    config: ExperimentConfig, loaded: LoadedModel, spec: InferenceSpec, data: ExperimentData,
+    guard: InputGuard | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """CA on the clean test set and ASR on the triggered non-target set, both through the defense's spec."""
-    length, batch = config.model.max_length, config.train.eval_batch_size
-    clean_pred, clean_raw = predict(loaded, spec, [e.text for e in data.test], length, batch, "clean test")
+    """CA on the clean test set and ASR on the triggered non-target set, both through the defense's spec (and its
+    guard: a rejected clean input is an error, a rejected triggered input is defended)."""
     asr_set = data.poisoned.asr_test
-    asr_pred, asr_raw = predict(loaded, spec, [e.text for e in asr_set], length, batch, "triggered test")
+    clean_pred, clean_raw, clean_rejected = answer(loaded, spec, [e.text for e in data.test], config, guard, "clean test")
+    asr_pred, asr_raw, asr_rejected = answer(loaded, spec, [e.text for e in asr_set], config, guard, "triggered test")
     ca, ca_count = clean_accuracy(clean_pred, [e.label for e in data.test])
     asr, asr_count = attack_success_rate(asr_pred, [e.label for e in asr_set], config.attack.target)
     rows = [
-        {"split": split, "index": i, "label": e.label, "prediction": p, "raw_output": r}
-        for split, examples, preds, raws in (
-            ("clean", data.test, clean_pred, clean_raw),
-            ("triggered", asr_set, asr_pred, asr_raw),
+        {"split": split, "index": i, "label": e.label, "prediction": p, "raw_output": r, "rejected": x}
+        for split, examples, preds, raws, rejected in (
+            ("clean", data.test, clean_pred, clean_raw, clean_rejected),
+            ("triggered", asr_set, asr_pred, asr_raw, asr_rejected),
         )
-        for i, (e, p, r) in enumerate(zip(examples, preds, raws))
+        for i, (e, p, r, x) in enumerate(zip(examples, preds, raws, rejected))
     ]
-    metrics = {
+    metrics: dict[str, Any] = {
         "clean_accuracy": ca,
         "clean_count": ca_count,
         "attack_success_rate": asr,
         "asr_count": asr_count,
     }
+    if guard is not None and guard.rejects:
+        metrics.update(rejection_views(data, config.attack.target, clean_pred, clean_rejected, asr_pred, asr_rejected))
     return metrics, rows
+
+
+def rejection_views(
+    data: ExperimentData, target: int, clean_pred: list[int], clean_rejected: list[bool], asr_pred: list[int],
+    asr_rejected: list[bool],
+) -> dict[str, Any]:
+    """The accepted-only view of CA and ASR, how many inputs were rejected, and detection precision and recall
+    (a triggered input is a positive)."""
+    accepted_clean = [(p, e.label) for p, e, r in zip(clean_pred, data.test, clean_rejected) if not r]
+    accepted_asr = [(p, e.label) for p, e, r in zip(asr_pred, data.poisoned.asr_test, asr_rejected) if not r]
+    ca, ca_count = clean_accuracy([p for p, _ in accepted_clean], [y for _, y in accepted_clean])
+    asr, asr_count = attack_success_rate([p for p, _ in accepted_asr], [y for _, y in accepted_asr], target)
+    caught = sum(asr_rejected)
+    return {
+        "clean_accuracy_accepted": ca if ca_count else None,
+        "attack_success_rate_accepted": asr if asr_count else None,
+        "clean_rejected": sum(clean_rejected),
+        "triggered_rejected": caught,
+        **detection_scores(caught, caught + sum(clean_rejected), len(asr_rejected)),
+    }
 
 
 def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -233,39 +322,49 @@ def run_classification(config: ExperimentConfig, run_dir: Path) -> dict[str, Any
     started = time.perf_counter()
     data = prepare_data(config)
     clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
+    trusted = simulated_trusted_set(config, data)
     prepared = apply_defense(
-        with_pinned_secret(config, run_dir), data.task, data.poisoned.train, clean_rows,
-        simulated_trusted_set(config, data), run_dir / "screening.json",
+        with_pinned_secret(config, run_dir), data.task, data.poisoned.train, clean_rows, trusted,
+        run_dir / "screening.json",
     )
     log.info("data: %d train rows (%d poisoned), %d clean test, %d triggered test",
              len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
     loaded, train_stats = train_model(config, data.task, prepared, run_dir)
     if not is_main_process():
         return {}
+    guard, guard_seconds = input_guard(config, data.task, loaded, prepared.spec, data.poisoned.train, trusted)
     atomic_write_json(run_dir / MANIFEST, manifest(config, data.task, prepared))
     eval_start = time.perf_counter()
-    metrics, rows = evaluate(config, loaded, prepared.spec, data)
+    metrics, rows = evaluate(config, loaded, prepared.spec, data, guard)
     atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
     defended = [[s.text, s.label, s.trigger, s.cue] for s in prepared.samples]
     metrics.update(finished_record(config, data.poisoned, defended, data.test, train_stats, started, eval_start))
-    metrics.update(defense_accounting(config, data, prepared))
+    metrics.update(defense_accounting(data, prepared, guard_seconds))
     atomic_write_json(run_dir / METRICS, metrics)
     log.info("CA %.4f (n=%d)  ASR %.4f (n=%d)", metrics["clean_accuracy"], metrics["clean_count"],
              metrics["attack_success_rate"], metrics["asr_count"])
     return metrics
 
 
-def defense_accounting(config: ExperimentConfig, data: ExperimentData, prepared: PreparedTrain) -> dict[str, Any]:
-    """What the defense did, scored against the ground truth after the fact (the defense never saw the mask)."""
+def defense_accounting(data: ExperimentData, prepared: PreparedTrain, guard_seconds: float = 0.0) -> dict[str, Any]:
+    """What the defense did, scored against the ground truth after the fact (the defense never saw the mask).
+
+    A defense that leaves rows out is a detector of poisoned training rows; its precision and recall say how good.
+    """
     mask = data.poisoned.mask
     screen = prepared.details.get("screen_seconds", {})
-    return {
+    dropped_poisoned = sum(mask[i] for i in prepared.dropped_rows)
+    record = {
         "benign_rows": len(prepared.benign_rows),
         "benign_poisoned": sum(mask[i] for i in prepared.benign_rows),
         "dropped_rows": len(prepared.dropped_rows),
-        "dropped_poisoned": sum(mask[i] for i in prepared.dropped_rows),
+        "dropped_poisoned": dropped_poisoned,
         "screen_seconds": round(sum(screen.values()), 2),
+        "defense_seconds": round(prepared.details.get("defense_seconds", 0.0) + guard_seconds, 2),
     }
+    if prepared.dropped_rows:
+        record.update(detection_scores(dropped_poisoned, len(prepared.dropped_rows), data.poisoned.poisoned_count))
+    return record
 
 
 def manifest(config: ExperimentConfig, task: ClassificationTask, prepared: PreparedTrain) -> dict[str, Any]:
@@ -277,4 +376,5 @@ def manifest(config: ExperimentConfig, task: ClassificationTask, prepared: Prepa
         "task": task.name,
         "max_length": config.model.max_length,
         "defense_details": prepared.details,
+        "input_guard": prepared.spec.defense if build_defense(config.defense, task).guards_inputs else None,
     }

@@ -189,3 +189,13 @@ class PaddingCollator:
 
     def _pad(self, seq: list[int], pad: int, value: int) -> list[int]:
         return seq + [value] * pad if self.side == "right" else [value] * pad + seq
+
+
+def encode_language_model(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[dict[str, list[int]]]:
+    """Plain texts for a language model, BOS ... EOS, cut to `max_length`; every token is a target."""
+    start = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    features = []
+    for text in texts:
+        ids = (start + tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])[:max_length]
+        features.append({"input_ids": ids, "labels": list(ids)})
+    return features

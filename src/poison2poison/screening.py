@@ -15,10 +15,8 @@ Each signal becomes a percentile rank within the row's label; a row's suspicion 
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -30,7 +28,7 @@ from .data.types import Example
 from .inference import score_samples
 from .prompting import Sample
 from .tasks import ClassificationTask
-from .training import fit_new_model
+from .training import fit_throwaway_model
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +98,7 @@ def reference_doubt(config: ExperimentConfig, task: ClassificationTask, train: S
         }
     )
     samples = [Sample(e.text, e.label) for e in train]
-    with tempfile.TemporaryDirectory(prefix="p2p-screen-") as tmp:
-        loaded, _ = fit_new_model(
-            model_config, train_config, samples, task.answer_words(task.num_labels), config.seed, Path(tmp)
-        )
+    loaded = fit_throwaway_model(model_config, train_config, samples, task.answer_words(task.num_labels), config.seed)
     scores = score_samples(loaded, samples, model_config.max_length, config.train.eval_batch_size, "screen")
     probs = softmax(scores, axis=1)
     return 1.0 - probs[np.arange(len(samples)), [e.label for e in train]]

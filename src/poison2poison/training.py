@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,6 +34,7 @@ from .prompting import (
     encode_causal,
     encode_encoder,
     encode_generation,
+    encode_language_model,
     prefix_token_allowance,
     render_generation_prompt,
     render_prompt,
@@ -205,6 +207,29 @@ def fit_new_generator(
     stats = _timed_fine_tune(loaded, features, train_config, seed, checkpoint_dir)
     stats.update({"prompts_cut": cut["prompts"], "targets_cut": cut["targets"]})
     return loaded, stats
+
+
+def fit_language_model(
+    model_config: ModelConfig, train_config: TrainConfig, texts: Sequence[str], seed: int, checkpoint_dir: Path
+) -> LoadedModel:
+    """A causal LM (a fresh `tiny` one, or a pretrained one) trained to continue the texts; 0 epochs keeps a
+    pretrained LM as it is."""
+    set_seed(seed)
+    loaded = build_model(model_config, 0, None, texts)
+    if train_config.epochs > 0:
+        features = encode_language_model(loaded.tokenizer, texts, model_config.max_length)
+        _timed_fine_tune(loaded, features, train_config, seed, checkpoint_dir)
+    return loaded
+
+
+def fit_throwaway_model(
+    model_config: ModelConfig, train_config: TrainConfig, samples: Sequence[Sample], answer_words: Sequence[str],
+    seed: int,
+) -> LoadedModel:
+    """A classifier trained only to look at the data with (screening, BKI, CUBE); nothing of it is kept."""
+    with tempfile.TemporaryDirectory(prefix="p2p-reference-") as tmp:
+        loaded, _ = fit_new_model(model_config, train_config, samples, answer_words, seed, Path(tmp))
+    return loaded
 
 
 def _timed_fine_tune(

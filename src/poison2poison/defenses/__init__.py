@@ -5,12 +5,18 @@ from __future__ import annotations
 from ..config import DefenseConfig
 from ..errors import ConfigError
 from ..tasks import ClassificationTask
-from .base import Defense, DefenseContext, InferenceSpec, NoDefense, PreparedTrain
+from .base import Defense, DefenseContext, GuardContext, InferenceSpec, NoDefense, PreparedTrain, Reference
+from .bki import BKI
+from .cube import CUBE
 from .dece import DeCE
+from .onion import Onion
 from .p2p import P2P, RobustP2P
 from .pdb import PDB
+from .strip import Strip
 
-DEFENSES: dict[str, type[Defense]] = {cls.name: cls for cls in (NoDefense, P2P, RobustP2P, PDB, DeCE)}
+DEFENSES: dict[str, type[Defense]] = {
+    cls.name: cls for cls in (NoDefense, P2P, RobustP2P, PDB, DeCE, Onion, Strip, BKI, CUBE)
+}
 
 
 def build_defense(config: DefenseConfig, task: ClassificationTask) -> Defense:
@@ -21,4 +27,7 @@ def build_defense(config: DefenseConfig, task: ClassificationTask) -> Defense:
     return cls(config, task)
 
 
-__all__ = ["DEFENSES", "Defense", "DefenseContext", "InferenceSpec", "PreparedTrain", "build_defense"]
+__all__ = [
+    "DEFENSES", "Defense", "DefenseContext", "GuardContext", "InferenceSpec", "PreparedTrain", "Reference",
+    "build_defense",
+]

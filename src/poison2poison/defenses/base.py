@@ -6,7 +6,9 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
 
 from ..config import DefenseConfig
 from ..data.types import Example
@@ -14,6 +16,10 @@ from ..prompting import PLAIN_CUE, Sample
 from ..tasks import ClassificationTask
 
 TrainLoss = Callable[..., Any]
+Probabilities = Callable[[Sequence[str]], np.ndarray]
+"""texts -> (N, num_labels) label probabilities from a trained model, read through its inference spec."""
+Perplexity = Callable[[Sequence[str]], np.ndarray]
+"""texts -> (N,) perplexity under a language model."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,15 @@ class InferenceSpec:
         return cls(data["defense"], data["trigger"], data["cue"], tuple(int(j) for j in data["label_of_output"]))
 
 
+@dataclass(frozen=True)
+class Reference:
+    """A model trained on the untrusted rows as given, seen through two views."""
+
+    probabilities: Probabilities
+    embeddings: Callable[[Sequence[str]], np.ndarray]
+    """texts -> (N, hidden): the last layer where the answer is read."""
+
+
 @dataclass
 class DefenseContext:
     """What a defense may be given besides the training set. Never the poison mask."""
@@ -59,6 +74,9 @@ class DefenseContext:
     """Row indices known to be clean; set only for the oracle experiment, which reproduces the official code."""
     suspicion: list[float] | None = None
     """Per training row, from screening (higher = more likely poisoned); set when the defense asks for it."""
+    reference: "Reference | None" = None
+    """A model fine-tuned on the rows as given; set for defenses that filter the data with one
+    (`Defense.needs_reference`)."""
 
 
 @dataclass
@@ -74,8 +92,44 @@ class PreparedTrain:
     """A training loss in place of cross-entropy: (logits (N, K), labels (N,), epoch from 1) -> scalar tensor."""
 
 
+@dataclass
+class Guarded:
+    """Inputs after an inference-time defense: what the model is asked, and which inputs it refuses to answer."""
+
+    texts: list[str]
+    rejected: list[bool]
+
+
+class InputGuard(ABC):
+    """An inference-time defense: it may rewrite inputs (ONION) or reject them (STRIP) before the model answers."""
+
+    rejects: ClassVar[bool] = False
+    """A detector: its rejections get their own metrics (the accepted-only view, precision and recall)."""
+
+    @abstractmethod
+    def guard(self, texts: Sequence[str]) -> Guarded: ...
+
+
+@dataclass
+class GuardContext:
+    """What an inference-time defense is built from, after the model is trained."""
+
+    probabilities: Probabilities
+    clean: list[Example]
+    """Rows the defender vouches for (the trusted set); STRIP calibrates on them."""
+    rng: random.Random
+    perplexity: Perplexity | None = None
+    """Set for defenses that score fluency (`Defense.needs_language_model`)."""
+
+
 class Defense(ABC):
     name: ClassVar[str]
+    needs_reference: ClassVar[bool] = False
+    """Asks for `DefenseContext.reference`: a model fine-tuned on the untrusted rows before the real one."""
+    needs_language_model: ClassVar[bool] = False
+    """Asks for `GuardContext.perplexity`."""
+    needs_clean: ClassVar[bool] = False
+    """Needs rows the defender vouches for (`defense.trusted_path`, or `trusted_size` in experiments)."""
 
     def __init__(self, config: DefenseConfig, task: ClassificationTask) -> None:
         self.config = config
@@ -85,6 +139,14 @@ class Defense(ABC):
     def prepare(self, train: list[Example], rng: random.Random, context: DefenseContext) -> PreparedTrain:
         """The training samples and the inference spec for this defense."""
 
+    def input_guard(self, context: GuardContext) -> InputGuard | None:
+        """The inference-time part of the defense, if it has one."""
+        return None
+
+    @property
+    def guards_inputs(self) -> bool:
+        return type(self).input_guard is not Defense.input_guard
+
 
 class NoDefense(Defense):
     """Plain fine-tuning; the baseline every table compares against."""
@@ -92,5 +154,9 @@ class NoDefense(Defense):
     name = "none"
 
     def prepare(self, train: list[Example], rng: random.Random, context: DefenseContext) -> PreparedTrain:
-        spec = InferenceSpec(self.name, "", PLAIN_CUE, tuple(range(self.task.num_labels)))
-        return PreparedTrain([Sample(e.text, e.label) for e in train], spec)
+        return PreparedTrain([Sample(e.text, e.label) for e in train], plain_spec(self.name, self.task.num_labels))
+
+
+def plain_spec(defense: str, num_labels: int) -> InferenceSpec:
+    """Queries as they are, outputs as labels."""
+    return InferenceSpec(defense, "", PLAIN_CUE, tuple(range(num_labels)))
