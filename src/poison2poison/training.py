@@ -141,7 +141,6 @@ def fine_tune(
     trainer.remove_callback(PrinterCallback)  # RichProgress reports instead of raw dicts on stdout
     if loss is not None:
         trainer.compute_loss_func = _loss_on_outputs(loss, trainer, causal=loaded.kind == "causal")
-        trainer.loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it over accumulation steps
     last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
     if last:
         log.info("resuming fine-tuning from %s", last)
@@ -150,14 +149,23 @@ def fine_tune(
 
 
 def _loss_on_outputs(loss: TrainLoss, trainer: Trainer, causal: bool) -> Callable[..., torch.Tensor]:
-    """The Trainer's loss hook: flatten to (N, K) logits and (N,) labels (shifted by one for a causal LM)."""
+    """The Trainer's loss hook: flatten to (N, K) logits and (N,) labels (shifted by one for a causal LM), and
+    normalise as the Trainer's own loss is: by `num_items_in_batch`, the answer tokens over all accumulation steps
+    (and, under torchrun, over all processes), so that gradient accumulation and DDP scale it correctly."""
 
     def compute(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
         logits = outputs.logits
         if causal:
             logits, labels = logits[:, :-1], labels[:, 1:]
+        labels = labels.reshape(-1)
+        kept = (labels != -100).sum()
+        if kept == 0:
+            return logits.sum() * 0.0
         epoch = math.floor(trainer.state.epoch or 0) + 1
-        return loss(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), epoch=epoch)
+        total = loss(logits.reshape(-1, logits.shape[-1]), labels, epoch=epoch) * kept  # the batch mean, as a sum
+        if num_items_in_batch is None:
+            return total / (kept * trainer.current_gradient_accumulation_steps)
+        return total / num_items_in_batch
 
     return compute
 
