@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -58,6 +59,7 @@ class FakeRun:
         if any(run_dir.as_posix().endswith(key) for key in self.fail):
             raise RuntimeError("out of memory")
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config.to_yaml())
         atomic_write_json(run_dir / "metrics.json", fake_metrics(config))
         return fake_metrics(config)
 
@@ -103,6 +105,19 @@ def test_a_grid_changed_under_finished_cells_is_refused_not_misreported(grid: Pa
         run_grid(changed, out, run=FakeRun(), progress=False)
     p2p = next(c for c in changed if c.labels["defense"] == "p2p")
     assert result_row(p2p, out)["status"] == "stale"
+
+
+def test_a_cell_run_before_a_new_setting_existed_is_still_finished(grid: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cells = load_grid(grid)
+    run_grid(cells, out, run=FakeRun(), progress=False)
+    cell_dir = out / "cells" / cells[0].key
+    saved = yaml.safe_load((cell_dir / "config.yaml").read_text())
+    del saved["defense"]["onion_threshold"]  # as written by a version that had no such setting (default 0)
+    (cell_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    again = FakeRun()
+    run_grid(cells, out, run=again, progress=False)
+    assert again.calls == [] and result_row(cells[0], out)["status"] == "ok"
 
 
 @given(st.integers(1, 40), st.integers(1, 9))

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .config import ExperimentConfig, read_yaml_mapping, set_dotted, validation_problems
 from .errors import ConfigError
 from .io import atomic_write_json, atomic_write_text, read_json
+from .rundir import saved_config_hash
 from .summary import METRICS, clean_metric
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def run_grid(
     todo: list[Cell] = []
     for cell in selected:
         (finished if (out / CELLS / cell.key / METRICS).is_file() else todo).append(cell)
-    stale = [c.key for c in finished if _finished_hash(c, out) != c.config.config_hash()]
+    stale = [c.key for c in finished if saved_config_hash(out / CELLS / c.key) != c.config.config_hash()]
     if stale:
         raise ConfigError(
             f"{len(stale)} finished cells hold runs of another config (the grid changed since), e.g. {stale[0]}; "
@@ -196,10 +197,6 @@ def run_grid(
     rows = write_results(cells, out)
     counts["finished"] = sum(row["status"] == "ok" for row in rows)
     return counts
-
-
-def _finished_hash(cell: Cell, out: Path) -> str:
-    return read_json(out / CELLS / cell.key / METRICS)["config_hash"]
 
 
 def _run_cell(cell: Cell, cell_dir: Path, run: RunFn) -> bool:
@@ -236,11 +233,11 @@ def result_row(cell: Cell, out: Path) -> dict[str, Any]:
     row.update(cell=cell.key, seed=cell.seed, config_hash=cell.config.config_hash(),
                rho=defense.rho if defense.has_benign_subset else None, attack_rate=cell.config.attack.rate, status="missing")
     if (cell_dir / METRICS).is_file():
-        metrics = read_json(cell_dir / METRICS)
-        if metrics["config_hash"] != row["config_hash"]:
+        if saved_config_hash(cell_dir) != row["config_hash"]:
             return {**row, "status": "stale", "error": "holds a run of another config"}
+        metrics = read_json(cell_dir / METRICS)
         row.update({k: metrics.get(k) for k in RESULT_FIELDS if k in metrics and k not in cell.labels})
-        row.update(status="ok", config_hash=metrics["config_hash"], **_clean(metrics))
+        row.update(status="ok", config_hash=row["config_hash"], **_clean(metrics))
         row["screen_seconds"] = metrics.get("screen_seconds", 0.0)
         evaluated = metrics["clean_count"] + metrics["asr_count"]
         row["inference_ms_per_1k"] = 1e6 * metrics["eval_seconds"] / evaluated if evaluated else None

@@ -53,12 +53,19 @@ def guard_run_dir(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] | N
     The saved config is compared after it is read back with today's defaults, so a run made before a new setting
     (with a default) existed still counts as the same run.
     """
-    metrics_path, config_path = run_dir / METRICS, run_dir / "config.yaml"
-    if not config_path.is_file():
+    metrics_path = run_dir / METRICS
+    saved = saved_config_hash(run_dir)
+    if saved is None:
         return None
-    if load_config(config_path).config_hash() != config.config_hash():
+    if saved != config.config_hash():
         raise ConfigError(f"{run_dir} holds a run of a different config; choose another --out or delete it")
     return read_json(metrics_path) if metrics_path.is_file() else None
+
+
+def saved_config_hash(run_dir: Path) -> str | None:
+    """The hash of the config a run folder holds, read back with today's defaults (None for no run)."""
+    config_path = run_dir / "config.yaml"
+    return load_config(config_path).config_hash() if config_path.is_file() else None
 
 
 def run_record(config: ExperimentConfig) -> dict[str, Any]:
