@@ -17,7 +17,7 @@ from poison2poison.cli import app
 from poison2poison.config import ExperimentConfig
 from poison2poison.errors import ConfigError
 from poison2poison.io import atomic_write_json, read_json
-from poison2poison.report import build_report, cost_ratios
+from poison2poison.report import asr_above_floor, build_report, cost_ratios
 
 GRID = """
 base: {data: {dataset: sst2, train_size: 100}, model: {name: tiny}}
@@ -43,6 +43,7 @@ def fake_metrics(config: ExperimentConfig) -> dict[str, Any]:
     return {
         "clean_accuracy": 0.8, "clean_count": 10, "attack_success_rate": 0.5 if config.defense.name != "none" else 1.0,
         "asr_count": 5, "config_hash": config.config_hash(), "train_seconds": 2.0, "eval_seconds": 0.15,
+        "defense_seconds": 0.5,
         "defense_variant": config.defense.variant, "seed": config.seed, "defense": config.defense.name,
     }
 
@@ -169,6 +170,7 @@ def test_result_row_carries_labels_metrics_and_latency(grid: Path, tmp_path: Pat
     assert row["status"] == "ok" and row["defense"] == cell.labels["defense"]  # the label, not the metrics' name
     assert row["inference_ms_per_1k"] == pytest.approx(1e6 * 0.15 / 15)
     assert row["clean_metric"] == "CA" and row["clean_score"] == 0.8
+    assert row["defense_seconds"] == 0.5  # a reference fine-tune counts in the fine-tune cost
 
 
 def results_table() -> list[dict[str, Any]]:
@@ -186,7 +188,18 @@ def results_table() -> list[dict[str, Any]]:
                     "screen_seconds": 0.0, "inference_ms_per_1k": ms,
                 })
     rows.append({**rows[0], "cell": "x", "seed": 2, "status": "failed", "error": "boom"})
+    rows.append({**rows[0], "cell": "y", "defense": "cube", "defense_variant": "cube", "status": "failed", "error": "boom"})
+    rows.append({**rows[2], "cell": "z", "defense": "strip", "defense_variant": "strip", "detection_precision": 0.5,
+                 "detection_recall": 0.25, "triggered_rejected": 10, "clean_accuracy_accepted": 0.91,
+                 "attack_success_rate_accepted": 0.95})
     return rows
+
+
+def test_asr_above_the_floor_is_paired_by_seed() -> None:
+    floor = [{"seed": 0, "attack_success_rate": 0.1}, {"seed": 1, "attack_success_rate": 0.3}]
+    assert asr_above_floor([{"seed": 0, "attack_success_rate": 0.2}], floor) == pytest.approx(0.1)  # not 0.2 - 0.2
+    assert asr_above_floor([{"seed": 7, "attack_success_rate": 0.2}], floor) == pytest.approx(0.0)  # no pair: the mean
+    assert asr_above_floor([], floor) is None and asr_above_floor([{"seed": 0, "attack_success_rate": 1}], []) is None
 
 
 def test_cost_ratios_pair_each_run_with_no_defense_on_the_same_seed() -> None:
@@ -203,9 +216,11 @@ def test_report_builds_markdown_html_and_figures(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", str(tmp_path), "--title", "demo"])
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "report.md").read_text()
-    assert "# demo" in markdown and "10 cells finished, 1 failed" in markdown
+    assert "# demo" in markdown and "11 cells finished, 2 failed" in markdown
     assert "| badnets | clean | 0, 1 | 0.900 ± 0.000 | 0.100 ± 0.000 | – | – | – | 1 |" in markdown
     assert "| badnets | p2p0.1 | 0, 1 | 0.870 ± 0.000 | 0.250 ± 0.071 | +0.150 | 1.05 ± 0.00 | 1.02 ± 0.00 |  |" in markdown
+    assert "| badnets | cube |  | – | – | – | – | – | 1 |" in markdown  # every seed failed: still a row
+    assert "| badnets | strip | triggered inputs | 0.500 | 0.250 | 0.910 | 0.950 |" in markdown
     for name in ("ca_vs_asr", "asr_by_attack", "rho_sweep", "cost"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
     page = (tmp_path / "report.html").read_text()

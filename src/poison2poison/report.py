@@ -88,31 +88,62 @@ def _cell(value: Stat | None, digits: int = 3) -> str:
 
 
 def results_tables(rows: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, columns, rows) per dataset x model: every attack x defense with its clean floor beside it."""
+    """(title, columns, rows) per dataset x model: every attack x defense with its clean floor beside it. A setting
+    whose every seed failed still gets its row, with its failures counted."""
     groups = group_rows(rows)
     costs = cost_ratios(rows, per_setting=True)
     failures = Counter(_group(r) for r in rows if r["status"] == "failed")
     by_setting: dict[tuple[str, str], list[Group]] = defaultdict(list)
-    for key in groups:
+    for key in dict.fromkeys(_group(r) for r in rows if r["status"] in ("ok", "failed")):
         by_setting[(key[0], key[2])].append(key)
     tables = []
     for (dataset, model), keys in by_setting.items():
-        metric = groups[keys[0]][0]["clean_metric"]
+        metric = next((groups[k][0]["clean_metric"] for k in keys if k in groups), "clean metric")
         columns = ["attack", "defense", "seeds", metric, "ASR", "ASR − floor", "fine-tune ×", "inference ×", "failed"]
         body = []
         for key in keys:
-            runs = groups[key]
-            floor = stat(r["attack_success_rate"] for r in groups.get((dataset, key[1], model, CLEAN), []))
+            runs = groups.get(key, [])
+            floor = groups.get((dataset, key[1], model, CLEAN), [])
             asr = stat(r["attack_success_rate"] for r in runs)
+            above = asr_above_floor(runs, floor) if key[3] != CLEAN else None
             failed = failures[key]
             cost = costs.get(key, {})
             body.append([
                 key[1], key[3], ", ".join(str(r["seed"]) for r in runs), _cell(stat(r["clean_score"] for r in runs)),
-                _cell(asr), f"{asr.mean - floor.mean:+.3f}" if asr and floor and key[3] != CLEAN else "–",
+                _cell(asr), f"{above:+.3f}" if above is not None else "–",
                 _cell(cost.get("fine_tune"), 2), _cell(cost.get("inference"), 2), str(failed) if failed else "",
             ])
         tables.append((f"{dataset} · {model}", columns, body))
     return tables
+
+
+def asr_above_floor(runs: list[dict[str, Any]], floor: list[dict[str, Any]]) -> float | None:
+    """Mean of ASR minus the clean floor's ASR, paired by seed; against the floor's mean for seeds it lacks."""
+    if not runs or not floor:
+        return None
+    by_seed = {r["seed"]: r["attack_success_rate"] for r in floor}
+    mean_floor = statistics.mean(by_seed.values())
+    return statistics.mean(r["attack_success_rate"] - by_seed.get(r["seed"], mean_floor) for r in runs)
+
+
+DETECTION_COLUMNS = ["attack", "defense", "detects", "precision", "recall", "CA (accepted)", "ASR (accepted)"]
+
+
+def detection_tables(rows: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Per dataset x model, the defenses that detect: training-time filters (poisoned rows left out) and
+    inference-time detectors (triggered inputs rejected, with CA and ASR over the accepted inputs alone)."""
+    by_setting: dict[tuple[str, str], list[list[str]]] = defaultdict(list)
+    for key, runs in group_rows(rows).items():
+        if all(r.get("detection_recall") is None for r in runs):
+            continue
+        rejects = any(r.get("triggered_rejected") is not None for r in runs)
+        by_setting[(key[0], key[2])].append([
+            key[1], key[3], "triggered inputs" if rejects else "poisoned training rows",
+            _cell(stat(r.get("detection_precision") for r in runs)), _cell(stat(r.get("detection_recall") for r in runs)),
+            _cell(stat(r.get("clean_accuracy_accepted") for r in runs)),
+            _cell(stat(r.get("attack_success_rate_accepted") for r in runs)),
+        ])
+    return [(f"Detection · {dataset} · {model}", DETECTION_COLUMNS, body) for (dataset, model), body in by_setting.items()]
 
 
 def _group(row: dict[str, Any]) -> Group:
@@ -280,7 +311,7 @@ def build_report(directory: str | Path, title: str = "poison2poison benchmark") 
             plt.close(fig)
             tmp.replace(path)
         figures.append((caption, name, path))
-    tables = results_tables(rows)
+    tables = results_tables(rows) + detection_tables(rows)
     counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "failed", "stale", "missing")}
     atomic_write_text(directory / "report.md", _markdown(title, counts, tables, figures))
     atomic_write_text(directory / "report.html", _html(title, counts, tables, figures))
@@ -291,8 +322,9 @@ def _summary_line(counts: dict[str, int]) -> str:
     stale = f", {counts['stale']} stale (another config)" if counts["stale"] else ""
     return (f"{counts['ok']} cells finished, {counts['failed']} failed{stale}, {counts['missing']} not run. "
             "Values are mean ± std over seeds; ASR counts triggered inputs whose true label is not the target; "
-            "the clean floor is the same trigger on a model trained without poison. Costs are ratios to no defense "
-            "on the same data, model and seed.")
+            "the clean floor is the same trigger on a model trained without poison, and ASR − floor is paired by seed. "
+            "Costs are ratios to no defense on the same data, model and seed. A detector's rejected input is an "
+            "error when clean and defended when triggered; the detection tables also give the accepted inputs alone.")
 
 
 def _markdown(title: str, counts: dict[str, int], tables: list, figures: list) -> str:
