@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from poison2poison import load_config, run_experiment
 from poison2poison.config import ModelConfig
@@ -105,3 +107,28 @@ def test_scoring_views_do_not_depend_on_batch_padding() -> None:
     vectors = embed_samples(loaded, samples, 64)
     assert vectors.shape == (3, 64)
     assert np.allclose(vectors[2], embed_samples(loaded, samples[2:], 64)[0], atol=1e-4)
+
+
+def test_a_shared_trigger_prefix_is_encoded_once_with_the_same_scores() -> None:
+    """A causal LM reads the trigger's cached keys and values, and scores every prompt as it does without them."""
+    from poison2poison.defenses.base import InferenceSpec
+    from poison2poison.inference import score_samples
+
+    torch.manual_seed(0)
+    loaded = build_model(ModelConfig(tiny_hidden_size=64, tiny_layers=2, tiny_vocab_size=300), 4, ["a", "b", "c", "d"],
+                         CORPUS)
+    spec = InferenceSpec("p2p", "The query currently entered is: ", "Answer:", (0, 1, 0, 1))
+    texts = ["a fine film", "a long and slow and dull and tired film that never ends", "ok", "fine"]
+    samples = [spec.present(t) for t in texts]
+    cached = score_samples(loaded, samples, 64, batch_size=3)
+    plain = score_samples(loaded, samples, 64, batch_size=3, reuse_prefix=False)
+    assert np.allclose(cached, plain, atol=1e-4)
+
+
+@given(st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=8), min_size=1, max_size=6))
+def test_shared_prefix_is_the_longest_common_start_that_leaves_every_prompt_a_token(prompts: list[list[int]]) -> None:
+    from poison2poison.inference import shared_prefix_length
+
+    n = shared_prefix_length([{"input_ids": p} for p in prompts])
+    assert all(p[:n] == prompts[0][:n] and len(p) > n for p in prompts)
+    assert n == min(map(len, prompts)) - 1 or len({tuple(p[: n + 1]) for p in prompts}) > 1  # and no longer

@@ -14,6 +14,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from transformers import DynamicCache
 
 from .defenses.base import InferenceSpec
 from .errors import ModelSetupError
@@ -33,11 +34,16 @@ def _batches(items: Sequence[dict], size: int) -> list[Sequence[dict]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+SHARED_PREFIX_MIN = 4
+"""Causal LMs: a token prefix that every prompt shares (a defense's trigger) is encoded once when it is at least this
+long, and its keys and values reused for every batch."""
+
+
 def _forward_batches(
     loaded: LoadedModel, samples: Sequence[Sample], max_length: int, batch_size: int, label: str,
-    read: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor], width: int,
+    read: Callable[[Any, dict[str, Any]], torch.Tensor], width: int, reuse_prefix: bool = True,
 ) -> np.ndarray:
-    """Run the model over the samples' prompts in batches; `read(outputs, batch)` keeps one row per sample."""
+    """Run the model over the samples' prompts in batches; `read(model, batch)` keeps one row per sample."""
     model = loaded.model
     model.eval()
     if loaded.kind == "causal":
@@ -47,24 +53,64 @@ def _forward_batches(
         features, _ = encode_encoder(loaded.tokenizer, samples, max_length, with_target=False)
         collate = PaddingCollator(loaded.tokenizer.pad_token_id, side="right")
     device = next(model.parameters()).device
+    shared = shared_prefix_length(features) if loaded.kind == "causal" and reuse_prefix else 0
+    prefix = _prefix_cache(model, features[0]["input_ids"][:shared], device) if shared >= SHARED_PREFIX_MIN else None
     out = []
     with torch.no_grad(), Progress(
         TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     ) as bar:
         task = bar.add_task(label, total=len(features))
         for chunk in _batches(features, batch_size):
-            batch = {k: v.to(device) for k, v in collate(list(chunk)).items()}
-            if loaded.kind == "causal":
-                batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+            if prefix is not None:
+                batch = _batch_after_prefix(collate, chunk, shared, prefix, device)
+            else:
+                batch = {k: v.to(device) for k, v in collate(list(chunk)).items()}
+                if loaded.kind == "causal":
+                    batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
             out.append(read(model, batch).float().cpu().numpy())
             bar.advance(task, len(chunk))
     return np.concatenate(out) if out else np.zeros((0, width), dtype=np.float32)
 
 
+def shared_prefix_length(features: Sequence[dict[str, list[int]]]) -> int:
+    """Tokens that begin every prompt, leaving each at least one token of its own."""
+    if not features:
+        return 0
+    first = features[0]["input_ids"]
+    length = min(len(f["input_ids"]) for f in features) - 1
+    for feature in features[1:]:
+        ids = feature["input_ids"]
+        length = next((i for i in range(length) if ids[i] != first[i]), length)
+    return max(length, 0)
+
+
+def _prefix_cache(model: Any, prefix_ids: list[int], device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    output = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True)
+    return [(layer.keys, layer.values) for layer in output.past_key_values.layers]
+
+
+def _batch_after_prefix(
+    collate: PaddingCollator, chunk: Sequence[dict], shared: int, prefix: list[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+) -> dict[str, Any]:
+    """The batch's own tokens (left-padded) after the cached prefix: the same positions and attention as the full
+    prompts, with the padding between the prefix and each prompt's own tokens instead of before both."""
+    own = collate([{"input_ids": f["input_ids"][shared:]} for f in chunk])
+    rows = own["input_ids"].shape[0]
+    mask = torch.cat([torch.ones(rows, shared, dtype=own["attention_mask"].dtype), own["attention_mask"]], dim=1)
+    positions = (shared + own["attention_mask"].cumsum(-1) - 1).clamp(min=shared)
+    cache = DynamicCache([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix])
+    return {"input_ids": own["input_ids"].to(device), "attention_mask": mask.to(device),
+            "position_ids": positions.to(device), "past_key_values": cache}
+
+
 def score_samples(
-    loaded: LoadedModel, samples: Sequence[Sample], max_length: int, batch_size: int = 64, label: str = "score"
+    loaded: LoadedModel, samples: Sequence[Sample], max_length: int, batch_size: int = 64, label: str = "score",
+    reuse_prefix: bool = True,
 ) -> np.ndarray:
-    """Scores of shape (len(samples), num_outputs): answer-token logits (causal) or head logits (encoder)."""
+    """Scores of shape (len(samples), num_outputs): answer-token logits (causal) or head logits (encoder).
+
+    On a causal LM, a prefix every prompt shares (a defense's trigger) is encoded once (`reuse_prefix`)."""
 
     answer_ids = torch.tensor(loaded.answer_ids) if loaded.kind == "causal" else None
 
@@ -74,7 +120,7 @@ def score_samples(
             return last[:, answer_ids.to(last.device)]
         return model(**batch).logits
 
-    return _forward_batches(loaded, samples, max_length, batch_size, label, logits, loaded.num_outputs)
+    return _forward_batches(loaded, samples, max_length, batch_size, label, logits, loaded.num_outputs, reuse_prefix)
 
 
 def embed_samples(
