@@ -12,7 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from poison2poison.bench import CLEAN, Cell, load_grid, parse_shard, result_row, run_grid, shard_cells
+from poison2poison.bench import (
+    CLEAN,
+    Cell,
+    inference_ms_per_1k,
+    load_grid,
+    parse_shard,
+    result_row,
+    run_grid,
+    shard_cells,
+)
 from poison2poison.cli import app
 from poison2poison.config import ExperimentConfig
 from poison2poison.errors import ConfigError
@@ -171,6 +180,13 @@ def test_result_row_carries_labels_metrics_and_latency(grid: Path, tmp_path: Pat
     assert row["inference_ms_per_1k"] == pytest.approx(1e6 * 0.15 / 15)
     assert row["clean_metric"] == "CA" and row["clean_score"] == 0.8
     assert row["defense_seconds"] == 0.5  # a reference fine-tune counts in the fine-tune cost
+
+
+def test_latency_comes_from_the_timed_answers_when_a_run_has_them() -> None:
+    timed = {"inference_seconds": 0.3, "inference_inputs": 20, "eval_seconds": 9.0, "clean_count": 10, "asr_count": 5}
+    assert inference_ms_per_1k(timed) == pytest.approx(15_000)
+    older = {"eval_seconds": 0.15, "clean_count": 10, "asr_count": 5}
+    assert inference_ms_per_1k(older) == pytest.approx(10_000)
 
 
 def results_table() -> list[dict[str, Any]]:

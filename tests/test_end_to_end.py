@@ -33,6 +33,7 @@ def test_run_writes_the_run_directory(p2p_run: tuple[Path, dict]) -> None:
     run_dir, metrics = p2p_run
     assert METRIC_KEYS <= set(metrics)
     assert metrics["clean_count"] == 40 and metrics["asr_count"] == 40 and metrics["poisoned_count"] == 8
+    assert metrics["inference_inputs"] == 80 and 0 < metrics["inference_seconds"] <= metrics["eval_seconds"]
     assert 0.0 <= metrics["clean_accuracy"] <= 1.0 and 0.0 <= metrics["attack_success_rate"] <= 1.0
     for name in ("config.yaml", "metrics.json", "predictions.jsonl", "p2p.json", "log.txt", "model/model.safetensors"):
         assert (run_dir / name).is_file(), name

@@ -240,11 +240,19 @@ def result_row(cell: Cell, out: Path) -> dict[str, Any]:
         row.update({k: metrics.get(k) for k in RESULT_FIELDS if k in metrics and k not in cell.labels})
         row.update(status="ok", config_hash=row["config_hash"], **_clean(metrics))
         row["screen_seconds"] = metrics.get("screen_seconds", 0.0)
-        evaluated = metrics["clean_count"] + metrics["asr_count"]
-        row["inference_ms_per_1k"] = 1e6 * metrics["eval_seconds"] / evaluated if evaluated else None
+        row["inference_ms_per_1k"] = inference_ms_per_1k(metrics)
     elif (cell_dir / ERROR).is_file():
         row.update(status="failed", error=read_json(cell_dir / ERROR)["error"])
     return row
+
+
+def inference_ms_per_1k(metrics: dict[str, Any]) -> float | None:
+    """Latency per 1,000 test inputs: the timed answers (guard included, after a warm-up batch), or, for runs that
+    did not time them apart, the whole evaluation."""
+    if metrics.get("inference_inputs"):
+        return 1e6 * metrics["inference_seconds"] / metrics["inference_inputs"]
+    evaluated = metrics["clean_count"] + metrics["asr_count"]
+    return 1e6 * metrics["eval_seconds"] / evaluated if evaluated else None
 
 
 def _clean(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -253,10 +253,17 @@ def evaluate(
     guard: InputGuard | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """CA on the clean test set and ASR on the triggered non-target set, both through the defense's spec (and its
-    guard: a rejected clean input is an error, a rejected triggered input is defended)."""
+    guard: a rejected clean input is an error, a rejected triggered input is defended), and the seconds the answers
+    took (guard included), for the latency per input."""
     asr_set = data.poisoned.asr_test
-    clean_pred, clean_raw, clean_rejected = answer(loaded, spec, [e.text for e in data.test], config, guard, "clean test")
-    asr_pred, asr_raw, asr_rejected = answer(loaded, spec, [e.text for e in asr_set], config, guard, "triggered test")
+    clean_texts, asr_texts = [e.text for e in data.test], [e.text for e in asr_set]
+    # One untimed batch first: one-off set-up in the numeric libraries is not the defense's latency.
+    predict(loaded, spec, clean_texts[: config.train.eval_batch_size], config.model.max_length,
+            config.train.eval_batch_size, "warm-up")
+    started = time.perf_counter()
+    clean_pred, clean_raw, clean_rejected = answer(loaded, spec, clean_texts, config, guard, "clean test")
+    asr_pred, asr_raw, asr_rejected = answer(loaded, spec, asr_texts, config, guard, "triggered test")
+    inference_seconds = time.perf_counter() - started
     ca, ca_count = clean_accuracy(clean_pred, [e.label for e in data.test])
     asr, asr_count = attack_success_rate(asr_pred, [e.label for e in asr_set], config.attack.target)
     rows = [
@@ -272,6 +279,8 @@ def evaluate(
         "clean_count": ca_count,
         "attack_success_rate": asr,
         "asr_count": asr_count,
+        "inference_seconds": round(inference_seconds, 3),
+        "inference_inputs": len(clean_texts) + len(asr_texts),
     }
     if guard is not None and guard.rejects:
         metrics.update(rejection_views(data, config.attack.target, clean_pred, clean_rejected, asr_pred, asr_rejected))
