@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 from poison2poison.config import DefenseConfig, load_config
 from poison2poison.data import Example
 from poison2poison.data.catalog import load_split
+from poison2poison.defending import apply_defense
 from poison2poison.defenses import DefenseContext
 from poison2poison.defenses.p2p import P2P, least_suspicious_pool, most_suspicious
 from poison2poison.errors import ConfigError
 from poison2poison.io import read_json
-from poison2poison.pipeline import apply_defense, prepare_data, run_experiment, simulated_trusted_set
+from poison2poison.pipeline import prepare_data, run_experiment, simulated_trusted_set
 from poison2poison.screening import combine_suspicion, lexical_scores, percentile_within_label, screen_rows
 from poison2poison.tasks import SENTIMENT
 

@@ -16,12 +16,13 @@ from typing import Sequence
 from .config import ExperimentConfig, load_config
 from .data.catalog import read_user_data
 from .data.types import Example
+from .defending import apply_defense
 from .defenses import InferenceSpec, build_defense
 from .errors import ConfigError, ModelSetupError
 from .inference import predict
 from .io import atomic_write_json, atomic_write_text, read_json
 from .models import LoadedModel, load_saved_model
-from .pipeline import apply_defense, manifest, train_model
+from .pipeline import manifest, train_model
 from .rundir import MANIFEST, run_log, with_pinned_secret
 from .tasks import TASKS, ClassificationTask, generic_task
 

@@ -8,33 +8,29 @@ A finished run is skipped; an interrupted one resumes from its saved model or it
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .attacks import PoisonedData, build_attack
-from .config import ExperimentConfig, ModelConfig, TrainConfig
-from .data.catalog import dataset_spec, load_split, read_user_data
+from .config import ExperimentConfig
+from .data.catalog import dataset_spec, load_split
 from .data.generation import GENERATION_DATASETS
-from .data.types import Example, as_records
-from .defenses import DefenseContext, GuardContext, InferenceSpec, PreparedTrain, Reference, build_defense
-from .defenses.base import Guarded, InputGuard, Perplexity, plain_spec
+from .data.types import Example
+from .defending import apply_defense, input_guard
+from .defenses import InferenceSpec, PreparedTrain, build_defense
+from .defenses.base import Guarded, InputGuard
 from .errors import ConfigError
 from .generation_pipeline import run_generation
-from .inference import embed_samples, label_probabilities, perplexities, predict
+from .inference import predict
 from .io import (
     atomic_write_json,
     atomic_write_jsonl,
     atomic_write_text,
-    content_hash,
-    read_json,
 )
 from .metrics import REJECTED, attack_success_rate, clean_accuracy, detection_scores
 from .models import LoadedModel
-from .prompting import Sample
 from .rundir import (
     MANIFEST,
     finished_record,
@@ -43,11 +39,10 @@ from .rundir import (
     run_log,
     with_pinned_secret,
 )
-from .screening import SCREENING_VERSION, screen_rows
 from .seeding import stage_rng, stratified_sample
 from .summary import METRICS
 from .tasks import ClassificationTask
-from .training import fit_language_model, fit_new_model, fit_throwaway_model, trained_model
+from .training import fit_new_model, trained_model
 
 log = logging.getLogger(__name__)
 
@@ -95,133 +90,6 @@ def simulated_trusted_set(config: ExperimentConfig, data: ExperimentData) -> lis
         raise ConfigError(f"defense.trusted_size {size} exceeds the {len(pool)} clean rows left outside the subsample")
     keep = stratified_sample([e.label for e in pool], size, stage_rng(config.seed, "trusted"))
     return [pool[i] for i in keep]
-
-
-def apply_defense(
-    config: ExperimentConfig,
-    task: ClassificationTask,
-    train: list[Example],
-    clean_rows: list[int] | None = None,
-    trusted: list[Example] | None = None,
-    screening_path: Path | None = None,
-) -> PreparedTrain:
-    """Run the configured defense. `clean_rows` (the ground truth) reaches it only for the oracle experiment.
-
-    Screening, when asked for, runs here; with `screening_path` its result is saved there and reused on resume.
-    A reference fine-tune (BKI, CUBE) runs here too; its time, with the defense's own, is `defense_seconds`.
-    """
-    defense = build_defense(config.defense, task)
-    context = DefenseContext(trusted=trusted)
-    if config.defense.trusted_path:
-        context.trusted = read_user_data(config.defense.trusted_path, task.num_labels)
-    if defense.needs_clean and not context.trusted:
-        raise ConfigError(f"defense '{defense.name}' needs clean rows: set defense.trusted_path (or, in experiments, "
-                          f"defense.trusted_size)")
-    if config.defense.has_benign_subset and config.defense.source == "oracle":
-        if clean_rows is None:
-            raise ConfigError("defense.source 'oracle' needs a simulated attack's ground truth; use 'random' or 'trusted'")
-        context.oracle_pool = clean_rows
-    screen_seconds: dict[str, float] = {}
-    if config.defense.has_benign_subset and config.defense.screen:
-        context.suspicion, screen_seconds = screened_suspicion(config, task, train, screening_path)
-    started = time.perf_counter()
-    if defense.needs_reference:
-        context.reference = reference_views(config, task, train)
-    prepared = defense.prepare(train, stage_rng(config.seed, "defense"), context)
-    prepared.details["defense_seconds"] = round(time.perf_counter() - started, 2)
-    if screen_seconds:
-        prepared.details["screen_seconds"] = screen_seconds
-    return prepared
-
-
-def reference_views(config: ExperimentConfig, task: ClassificationTask, train: list[Example]) -> Reference:
-    """A model fine-tuned on the rows as given, with the run's own model and training settings."""
-    words = task.answer_words(task.num_labels)
-    loaded = fit_throwaway_model(config.model, config.train, [Sample(e.text, e.label) for e in train], words, config.seed)
-    spec = plain_spec("reference", task.num_labels)
-    length, batch = config.model.max_length, config.train.eval_batch_size
-    return Reference(
-        probabilities=lambda texts: label_probabilities(loaded, spec, texts, length, batch, "reference"),
-        embeddings=lambda texts: embed_samples(loaded, [spec.present(t) for t in texts], length, batch, "embed"),
-    )
-
-
-def input_guard(
-    config: ExperimentConfig, task: ClassificationTask, loaded: LoadedModel, spec: InferenceSpec,
-    train: list[Example], clean: list[Example] | None,
-) -> tuple[InputGuard | None, float]:
-    """The defense's inference-time part (ONION, STRIP), built on the trained model, and the seconds that took
-    (a language model fitted for ONION included)."""
-    defense = build_defense(config.defense, task)
-    if not defense.guards_inputs:
-        return None, 0.0
-    started = time.perf_counter()
-    length, batch = config.model.max_length, config.train.eval_batch_size
-    context = GuardContext(
-        probabilities=lambda texts: label_probabilities(loaded, spec, texts, length, batch, "guard"),
-        clean=list(clean or []), rng=stage_rng(config.seed, "guard"),
-    )
-    if defense.needs_language_model:
-        context.perplexity = language_model_perplexity(config, [e.text for e in train])
-    guard = defense.input_guard(context)
-    return guard, round(time.perf_counter() - started, 2)
-
-
-def language_model_perplexity(config: ExperimentConfig, texts: list[str]) -> Perplexity:
-    """ONION's scorer: `defense.onion_model` fitted to the training texts for `defense.onion_epochs`."""
-    d = config.defense
-    model_config = ModelConfig(name=d.onion_model, max_length=config.model.max_length)
-    train_config = TrainConfig(epochs=d.onion_epochs, batch_size=config.train.batch_size,
-                               learning_rate=d.onion_learning_rate, save_steps=config.train.save_steps)
-    with tempfile.TemporaryDirectory(prefix="p2p-onion-lm-") as tmp:
-        lm = fit_language_model(model_config, train_config, texts, config.seed, Path(tmp))
-    return lambda batch: perplexities(lm, batch, model_config.max_length, config.train.eval_batch_size)
-
-
-SCREEN_CACHE_ENV = "P2P_CACHE_DIR"
-SCREEN_FIELDS = ("screen", "screen_model", "screen_epochs", "screen_learning_rate", "screen_min_count")
-
-
-def screening_key(config: ExperimentConfig, train: list[Example]) -> str:
-    """What screening depends on, and nothing else: rows that differ only in how they use it share it."""
-    screen = {f: getattr(config.defense, f) for f in SCREEN_FIELDS}
-    return content_hash(
-        [as_records(train), screen, config.model.model_dump(mode="json"), config.train.model_dump(mode="json"),
-         config.seed, SCREENING_VERSION]
-    )
-
-
-def screened_suspicion(
-    config: ExperimentConfig, task: ClassificationTask, train: list[Example], path: Path | None
-) -> tuple[list[float], dict[str, float]]:
-    """Suspicion per row, computed once per training set and screening setting, then read back.
-
-    It is saved at `path` (the run's own copy) and, when $P2P_CACHE_DIR is set, under it by content, so that runs
-    that screen the same data the same way (a benchmark's rows) compute it once. The seconds kept are those of the
-    computation, so cost accounting stays honest when a run reads a cached result.
-    """
-    key = screening_key(config, train)
-    cache_dir = os.environ.get(SCREEN_CACHE_ENV)
-    places = [p for p in (path, Path(cache_dir) / "screening" / f"{key}.json" if cache_dir else None) if p]
-    found = {place: _read_screening(place, key) for place in places}
-    saved = next((s for s in found.values() if s is not None), None)
-    if saved is None:
-        suspicion, seconds = screen_rows(config, task, train)
-        saved = {"key": key, "suspicion": [round(float(v), 6) for v in suspicion], "seconds": seconds}
-    if is_main_process():
-        for place in (p for p, s in found.items() if s is None):
-            atomic_write_json(place, saved)
-    return saved["suspicion"], saved["seconds"]
-
-
-def _read_screening(place: Path, key: str) -> dict[str, Any] | None:
-    if not place.is_file():
-        return None
-    saved = read_json(place)
-    if saved.get("key") != key:
-        return None
-    log.info("screening already done; reading %s", place)
-    return saved
 
 
 def train_model(
