@@ -297,3 +297,38 @@ def test_inference_time_defenses_are_not_offered_by_defend(tmp_path, data_dir) -
 
     with pytest.raises(ConfigError, match="acts at inference"):
         defend(user_file(tmp_path, data_dir), "tiny", tmp_path / "out", load_config(None, ["defense.name=onion"]))
+
+
+def test_onion_with_an_untrained_tiny_scorer_is_refused() -> None:
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="onion_epochs 0"):
+        DefenseConfig(name="onion", onion_epochs=0)
+    assert DefenseConfig(name="onion", onion_epochs=0, onion_model="some/pretrained-lm").onion_epochs == 0
+
+
+def test_a_filter_that_finds_nothing_is_scored_as_a_detector_with_recall_zero() -> None:
+    from types import SimpleNamespace
+
+    from poison2poison.pipeline import defense_accounting
+
+    train = rows([0, 1] * 10)  # no 'cf' anywhere: the stub reference leans on no word
+    prepared = build_defense(DefenseConfig(name="bki"), SENTIMENT).prepare(
+        train, random.Random(0), DefenseContext(reference=stub_reference())
+    )
+    data = SimpleNamespace(poisoned=SimpleNamespace(mask=[i < 3 for i in range(20)], poisoned_count=3))
+    record = defense_accounting(data, prepared)
+    assert prepared.filters and prepared.dropped_rows == [] and record["dropped_rows"] == 0  # no word scored above 0
+    assert record["detection_recall"] == 0 and record["detection_precision"] is None
+    assert "detection_recall" not in defense_accounting(data, build_defense(DefenseConfig(), SENTIMENT).prepare(
+        train, random.Random(0), DefenseContext()))  # not a detector
+
+
+def test_strip_calibrates_on_the_trusted_file_when_one_is_given(tmp_path, data_dir) -> None:
+    from poison2poison import load_config, run_experiment
+    from tests.test_end_to_end import TINY, user_file
+
+    trusted = user_file(tmp_path, data_dir)
+    config = load_config(None, TINY + ["defense.name=strip", "defense.trusted_size=null", f"defense.trusted_path={trusted}"])
+    metrics = run_experiment(config, tmp_path / "run")
+    assert metrics["clean_rejected"] + metrics["triggered_rejected"] >= 0 and "detection_recall" in metrics

@@ -109,10 +109,15 @@ def test_scoring_views_do_not_depend_on_batch_padding() -> None:
     assert np.allclose(vectors[2], embed_samples(loaded, samples[2:], 64)[0], atol=1e-4)
 
 
-def test_a_shared_trigger_prefix_is_encoded_once_with_the_same_scores() -> None:
+def test_a_shared_trigger_prefix_is_encoded_once_with_the_same_scores(monkeypatch: pytest.MonkeyPatch) -> None:
     """A causal LM reads the trigger's cached keys and values, and scores every prompt as it does without them."""
+    from poison2poison import inference
     from poison2poison.defenses.base import InferenceSpec
     from poison2poison.inference import score_samples
+
+    encoded = []
+    real = inference._prefix_cache
+    monkeypatch.setattr(inference, "_prefix_cache", lambda *a: encoded.append(len(a[1])) or real(*a))
 
     torch.manual_seed(0)
     loaded = build_model(ModelConfig(tiny_hidden_size=64, tiny_layers=2, tiny_vocab_size=300), 4, ["a", "b", "c", "d"],
@@ -123,6 +128,7 @@ def test_a_shared_trigger_prefix_is_encoded_once_with_the_same_scores() -> None:
     cached = score_samples(loaded, samples, 64, batch_size=3)
     plain = score_samples(loaded, samples, 64, batch_size=3, reuse_prefix=False)
     assert np.allclose(cached, plain, atol=1e-4)
+    assert len(encoded) == 1 and encoded[0] >= inference.SHARED_PREFIX_MIN  # the cached path ran, once
 
 
 @given(st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=8), min_size=1, max_size=6))

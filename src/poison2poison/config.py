@@ -133,6 +133,9 @@ class DefenseConfig(_Strict):
         for key, value in DEFENSE_DEFAULTS.get(self.name, {}).items():
             if key not in self.model_fields_set:
                 setattr(self, key, copy.deepcopy(value))
+        if self.name == "onion" and self.onion_model == "tiny" and self.onion_epochs == 0:
+            raise ValueError("onion_epochs 0 keeps the scorer as it is, and a 'tiny' scorer would be untrained; "
+                             "name a pretrained causal LM in onion_model or train it for some epochs")
         return self
 
 

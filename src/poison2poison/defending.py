@@ -47,9 +47,7 @@ def apply_defense(
     A reference fine-tune (BKI, CUBE) runs here too; its time, with the defense's own, is `defense_seconds`.
     """
     defense = build_defense(config.defense, task)
-    context = DefenseContext(trusted=trusted)
-    if config.defense.trusted_path:
-        context.trusted = read_user_data(config.defense.trusted_path, task.num_labels)
+    context = DefenseContext(trusted=trusted if trusted is not None else vouched_rows(config, task))
     if defense.needs_clean and not context.trusted:
         raise ConfigError(f"defense '{defense.name}' needs clean rows: set defense.trusted_path (or, in experiments, "
                           f"defense.trusted_size)")
@@ -68,6 +66,12 @@ def apply_defense(
     if screen_seconds:
         prepared.details["screen_seconds"] = screen_seconds
     return prepared
+
+
+def vouched_rows(config: ExperimentConfig, task: ClassificationTask) -> list[Example] | None:
+    """The rows in `defense.trusted_path`, if set."""
+    path = config.defense.trusted_path
+    return read_user_data(path, task.num_labels) if path else None
 
 
 def reference_views(config: ExperimentConfig, task: ClassificationTask, train: list[Example]) -> Reference:
@@ -107,8 +111,10 @@ def language_model_perplexity(config: ExperimentConfig, texts: list[str]) -> Per
     """ONION's scorer: `defense.onion_model` fitted to the training texts for `defense.onion_epochs`."""
     d = config.defense
     model_config = ModelConfig(name=d.onion_model, max_length=config.model.max_length)
-    train_config = TrainConfig(epochs=d.onion_epochs, batch_size=config.train.batch_size,
-                               learning_rate=d.onion_learning_rate, save_steps=config.train.save_steps)
+    train_config = None  # onion_epochs 0: a pretrained LM as it is
+    if d.onion_epochs > 0:
+        train_config = TrainConfig(epochs=d.onion_epochs, batch_size=config.train.batch_size,
+                                   learning_rate=d.onion_learning_rate, save_steps=config.train.save_steps)
     with tempfile.TemporaryDirectory(prefix="p2p-onion-lm-") as tmp:
         lm = fit_language_model(model_config, train_config, texts, config.seed, Path(tmp))
     return lambda batch: perplexities(lm, batch, model_config.max_length, config.train.eval_batch_size)

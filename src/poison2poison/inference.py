@@ -54,15 +54,15 @@ def _forward_batches(
         collate = PaddingCollator(loaded.tokenizer.pad_token_id, side="right")
     device = next(model.parameters()).device
     shared = shared_prefix_length(features) if loaded.kind == "causal" and reuse_prefix else 0
-    prefix = _prefix_cache(model, features[0]["input_ids"][:shared], device) if shared >= SHARED_PREFIX_MIN else None
     out = []
     with torch.no_grad(), Progress(
         TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     ) as bar:
+        prefix = _prefix_cache(model, features[0]["input_ids"][:shared], device) if shared >= SHARED_PREFIX_MIN else None
         task = bar.add_task(label, total=len(features))
         for chunk in _batches(features, batch_size):
             if prefix is not None:
-                batch = _batch_after_prefix(collate, chunk, shared, prefix, device)
+                batch = _batch_after_prefix(collate, chunk, shared, prefix, device, model.config)
             else:
                 batch = {k: v.to(device) for k, v in collate(list(chunk)).items()}
                 if loaded.kind == "causal":
@@ -85,13 +85,13 @@ def shared_prefix_length(features: Sequence[dict[str, list[int]]]) -> int:
 
 
 def _prefix_cache(model: Any, prefix_ids: list[int], device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    output = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True)
+    output = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True, logits_to_keep=1)
     return [(layer.keys, layer.values) for layer in output.past_key_values.layers]
 
 
 def _batch_after_prefix(
     collate: PaddingCollator, chunk: Sequence[dict], shared: int, prefix: list[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device,
+    device: torch.device, config: Any,
 ) -> dict[str, Any]:
     """The batch's own tokens (left-padded) after the cached prefix: the same positions and attention as the full
     prompts, with the padding between the prefix and each prompt's own tokens instead of before both."""
@@ -99,7 +99,7 @@ def _batch_after_prefix(
     rows = own["input_ids"].shape[0]
     mask = torch.cat([torch.ones(rows, shared, dtype=own["attention_mask"].dtype), own["attention_mask"]], dim=1)
     positions = (shared + own["attention_mask"].cumsum(-1) - 1).clamp(min=shared)
-    cache = DynamicCache([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix])
+    cache = DynamicCache([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix], config=config)
     return {"input_ids": own["input_ids"].to(device), "attention_mask": mask.to(device),
             "position_ids": positions.to(device), "past_key_values": cache}
 

@@ -18,7 +18,7 @@ from .config import ExperimentConfig
 from .data.catalog import dataset_spec, load_split
 from .data.generation import GENERATION_DATASETS
 from .data.types import Example
-from .defending import apply_defense, input_guard
+from .defending import apply_defense, input_guard, vouched_rows
 from .defenses import InferenceSpec, PreparedTrain, build_defense
 from .defenses.base import Guarded, InputGuard
 from .errors import ConfigError
@@ -199,7 +199,7 @@ def run_classification(config: ExperimentConfig, run_dir: Path) -> dict[str, Any
     started = time.perf_counter()
     data = prepare_data(config)
     clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
-    trusted = simulated_trusted_set(config, data)
+    trusted = vouched_rows(config, data.task) if config.defense.trusted_path else simulated_trusted_set(config, data)
     prepared = apply_defense(
         with_pinned_secret(config, run_dir), data.task, data.poisoned.train, clean_rows, trusted,
         run_dir / "screening.json",
@@ -226,7 +226,8 @@ def run_classification(config: ExperimentConfig, run_dir: Path) -> dict[str, Any
 def defense_accounting(data: ExperimentData, prepared: PreparedTrain, guard_seconds: float = 0.0) -> dict[str, Any]:
     """What the defense did, scored against the ground truth after the fact (the defense never saw the mask).
 
-    A defense that leaves rows out is a detector of poisoned training rows; its precision and recall say how good.
+    A defense that looks for rows to leave out is a detector of poisoned training rows; its precision and recall say
+    how good (recall 0 and no precision when it left none out).
     """
     mask = data.poisoned.mask
     screen = prepared.details.get("screen_seconds", {})
@@ -239,7 +240,7 @@ def defense_accounting(data: ExperimentData, prepared: PreparedTrain, guard_seco
         "screen_seconds": round(sum(screen.values()), 2),
         "defense_seconds": round(prepared.details.get("defense_seconds", 0.0) + guard_seconds, 2),
     }
-    if prepared.dropped_rows:
+    if prepared.filters:
         record.update(detection_scores(dropped_poisoned, len(prepared.dropped_rows), data.poisoned.poisoned_count))
     return record
 

@@ -218,13 +218,13 @@ def fit_new_generator(
 
 
 def fit_language_model(
-    model_config: ModelConfig, train_config: TrainConfig, texts: Sequence[str], seed: int, checkpoint_dir: Path
+    model_config: ModelConfig, train_config: TrainConfig | None, texts: Sequence[str], seed: int, checkpoint_dir: Path
 ) -> LoadedModel:
-    """A causal LM (a fresh `tiny` one, or a pretrained one) trained to continue the texts; 0 epochs keeps a
-    pretrained LM as it is."""
+    """A causal LM (a fresh `tiny` one, or a pretrained one) trained to continue the texts; with no `train_config`
+    a pretrained LM is kept as it is."""
     set_seed(seed)
     loaded = build_model(model_config, 0, None, texts)
-    if train_config.epochs > 0:
+    if train_config is not None:
         features = encode_language_model(loaded.tokenizer, texts, model_config.max_length)
         _timed_fine_tune(loaded, features, train_config, seed, checkpoint_dir)
     return loaded

@@ -88,6 +88,8 @@ class PreparedTrain:
     """Training rows shown in a benign context (indices into the untrusted set), for the run's own accounting."""
     dropped_rows: list[int] = field(default_factory=list)
     """Training rows the defense left out."""
+    filters: bool = False
+    """The defense looks for poisoned rows to leave out (even if it found none): it is scored as a detector."""
     loss: TrainLoss | None = None
     """A training loss in place of cross-entropy: (logits (N, K), labels (N,), epoch from 1) -> scalar tensor."""
 

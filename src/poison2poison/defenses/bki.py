@@ -6,8 +6,8 @@ importance is how much the reference's confidence in the row's own label falls w
 measures the change of an LSTM's hidden state; a classifier's own confidence serves any model here). Each row
 nominates its `bki_top_words` most important words; a word's score over the data is its mean importance times
 log10 of how many rows nominated it, so a word that matters in many rows (a trigger) beats a word that matters
-once. The `bki_keywords` best words (1, as published) are taken as triggers, every row that contains one is left
-out, and the model is trained on the rest.
+once. The `bki_keywords` best words (1, as published) with a positive score are taken as triggers, every row that
+contains one is left out, and the model is trained on the rest.
 """
 
 from __future__ import annotations
@@ -63,5 +63,6 @@ class BKI(ReferenceFilter):
         texts = [e.text for e in train]
         scores = keyword_scores(word_importance(texts, [e.label for e in train], reference.probabilities),
                                 self.config.bki_top_words)
-        keywords = sorted(scores, key=lambda w: (-scores[w], w))[: self.config.bki_keywords]
+        ranked = [w for w in sorted(scores, key=lambda w: (-scores[w], w)) if scores[w] > 0]  # no evidence, no keyword
+        keywords = ranked[: self.config.bki_keywords]
         return rows_with_words(texts, set(keywords)), {"bki_keyword_count": len(keywords)}

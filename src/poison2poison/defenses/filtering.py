@@ -29,5 +29,6 @@ class ReferenceFilter(NoDefense):
         drop = set(dropped)
         prepared.samples = [Sample(e.text, e.label) for i, e in enumerate(train) if i not in drop]
         prepared.dropped_rows = sorted(drop)
+        prepared.filters = True
         prepared.details.update(found)
         return prepared

@@ -144,7 +144,8 @@ class P2P(Defense):
             "dropped_count": len(dropped),
             "trigger_fingerprint": fingerprint(trigger),
         }
-        return PreparedTrain(samples, spec, details, benign_rows=subset, dropped_rows=dropped)
+        return PreparedTrain(samples, spec, details, benign_rows=subset, dropped_rows=dropped,
+                             filters=cfg.drop_suspicious > 0)
 
     def benign_label(self, label: int) -> int:
         """The label a benign (triggered) row is trained with: y + n, a class of its own."""
