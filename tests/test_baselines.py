@@ -332,3 +332,20 @@ def test_strip_calibrates_on_the_trusted_file_when_one_is_given(tmp_path, data_d
     config = load_config(None, TINY + ["defense.name=strip", "defense.trusted_size=null", f"defense.trusted_path={trusted}"])
     metrics = run_experiment(config, tmp_path / "run")
     assert metrics["clean_rejected"] + metrics["triggered_rejected"] >= 0 and "detection_recall" in metrics
+
+
+def test_a_resumed_filter_run_reuses_its_left_out_rows_without_a_new_reference(tmp_path, data_dir, monkeypatch) -> None:
+    from poison2poison import defending, load_config, run_experiment
+    from tests.test_end_to_end import TINY
+
+    config = load_config(None, TINY + ["defense.name=bki", "defense.bki_keywords=3"])
+    first = run_experiment(config, tmp_path)
+    (tmp_path / "metrics.json").unlink()  # as if the run had stopped after training
+
+    def no_second_reference(*args, **kwargs):
+        raise AssertionError("the reference was fitted again")
+
+    monkeypatch.setattr(defending, "fit_throwaway_model", no_second_reference)
+    again = run_experiment(config, tmp_path)
+    assert again["dropped_rows"] == first["dropped_rows"] and again["defense_seconds"] == first["defense_seconds"]
+    assert again["data_hashes"] == first["data_hashes"] and again["clean_accuracy"] == first["clean_accuracy"]

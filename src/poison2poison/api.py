@@ -72,7 +72,8 @@ def defend(
         atomic_write_text(out / "config.yaml", config.to_yaml())
         started = time.perf_counter()
         prepared = apply_defense(
-            with_pinned_secret(config, out), chosen_task, examples, screening_path=out / "screening.json"
+            with_pinned_secret(config, out), chosen_task, examples, screening_path=out / "screening.json",
+            filter_path=out / "filter.json",
         )
         train_model(config, chosen_task, prepared, out)
         atomic_write_json(out / MANIFEST, manifest(config, chosen_task, prepared))

@@ -7,6 +7,7 @@ runs that screen the same data the same way compute it once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -40,11 +41,14 @@ def apply_defense(
     clean_rows: list[int] | None = None,
     trusted: list[Example] | None = None,
     screening_path: Path | None = None,
+    filter_path: Path | None = None,
 ) -> PreparedTrain:
     """Run the configured defense. `clean_rows` (the ground truth) reaches it only for the oracle experiment.
 
     Screening, when asked for, runs here; with `screening_path` its result is saved there and reused on resume.
-    A reference fine-tune (BKI, CUBE) runs here too; its time, with the defense's own, is `defense_seconds`.
+    A reference fine-tune (BKI, CUBE) runs here too; its time, with the defense's own, is `defense_seconds`. With
+    `filter_path` the rows such a filter left out are saved there, so a resumed run trains on the same rows without
+    fitting the reference again.
     """
     defense = build_defense(config.defense, task)
     context = DefenseContext(trusted=trusted if trusted is not None else vouched_rows(config, task))
@@ -59,10 +63,17 @@ def apply_defense(
     if config.defense.has_benign_subset and config.defense.screen:
         context.suspicion, screen_seconds = screened_suspicion(config, task, train, screening_path)
     started = time.perf_counter()
+    key = content_hash([as_records(train), config.config_hash()])
+    saved = _read_keyed(filter_path, key) if defense.needs_reference and filter_path else None
     if defense.needs_reference:
-        context.reference = reference_views(config, task, train)
+        context.reference = reference_views(config, task, train)  # fitted only if the filter asks for it
+        context.filtered = (saved["dropped_rows"], saved["found"]) if saved else None
     prepared = defense.prepare(train, stage_rng(config.seed, "defense"), context)
-    prepared.details["defense_seconds"] = round(time.perf_counter() - started, 2)
+    seconds = saved["defense_seconds"] if saved else round(time.perf_counter() - started, 2)
+    if defense.needs_reference and filter_path and not saved and is_main_process():
+        atomic_write_json(filter_path, {"key": key, "dropped_rows": prepared.dropped_rows,
+                                        "found": dict(prepared.details), "defense_seconds": seconds})
+    prepared.details["defense_seconds"] = seconds
     if screen_seconds:
         prepared.details["screen_seconds"] = screen_seconds
     return prepared
@@ -75,14 +86,19 @@ def vouched_rows(config: ExperimentConfig, task: ClassificationTask) -> list[Exa
 
 
 def reference_views(config: ExperimentConfig, task: ClassificationTask, train: list[Example]) -> Reference:
-    """A model fine-tuned on the rows as given, with the run's own model and training settings."""
+    """A model fine-tuned on the rows as given, with the run's own model and training settings, when first used."""
     words = task.answer_words(task.num_labels)
-    loaded = fit_throwaway_model(config.model, config.train, [Sample(e.text, e.label) for e in train], words, config.seed)
+
+    @functools.cache
+    def loaded() -> LoadedModel:
+        samples = [Sample(e.text, e.label) for e in train]
+        return fit_throwaway_model(config.model, config.train, samples, words, config.seed)
+
     spec = plain_spec("reference", task.num_labels)
     length, batch = config.model.max_length, config.train.eval_batch_size
     return Reference(
-        probabilities=lambda texts: label_probabilities(loaded, spec, texts, length, batch, "reference"),
-        embeddings=lambda texts: embed_samples(loaded, [spec.present(t) for t in texts], length, batch, "embed"),
+        probabilities=lambda texts: label_probabilities(loaded(), spec, texts, length, batch, "reference"),
+        embeddings=lambda texts: embed_samples(loaded(), [spec.present(t) for t in texts], length, batch, "embed"),
     )
 
 
@@ -145,7 +161,7 @@ def screened_suspicion(
     key = screening_key(config, train)
     cache_dir = os.environ.get(SCREEN_CACHE_ENV)
     places = [p for p in (path, Path(cache_dir) / "screening" / f"{key}.json" if cache_dir else None) if p]
-    found = {place: _read_screening(place, key) for place in places}
+    found = {place: _read_keyed(place, key) for place in places}
     saved = next((s for s in found.values() if s is not None), None)
     if saved is None:
         suspicion, seconds = screen_rows(config, task, train)
@@ -156,11 +172,12 @@ def screened_suspicion(
     return saved["suspicion"], saved["seconds"]
 
 
-def _read_screening(place: Path, key: str) -> dict[str, Any] | None:
-    if not place.is_file():
+def _read_keyed(place: Path | None, key: str) -> dict[str, Any] | None:
+    """A saved result (screening, filter) if it was computed for exactly this input (`key`)."""
+    if place is None or not place.is_file():
         return None
     saved = read_json(place)
     if saved.get("key") != key:
         return None
-    log.info("screening already done; reading %s", place)
+    log.info("already computed; reading %s", place)
     return saved

@@ -202,7 +202,7 @@ def run_classification(config: ExperimentConfig, run_dir: Path) -> dict[str, Any
     trusted = vouched_rows(config, data.task) if config.defense.trusted_path else simulated_trusted_set(config, data)
     prepared = apply_defense(
         with_pinned_secret(config, run_dir), data.task, data.poisoned.train, clean_rows, trusted,
-        run_dir / "screening.json",
+        run_dir / "screening.json", run_dir / "filter.json",
     )
     log.info("data: %d train rows (%d poisoned), %d clean test, %d triggered test",
              len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))

@@ -74,6 +74,8 @@ class DefenseContext:
     """Row indices known to be clean; set only for the oracle experiment, which reproduces the official code."""
     suspicion: list[float] | None = None
     """Per training row, from screening (higher = more likely poisoned); set when the defense asks for it."""
+    filtered: tuple[list[int], dict[str, Any]] | None = None
+    """Rows a filter left out in an earlier attempt of this run, and what it found: reused on resume."""
     reference: "Reference | None" = None
     """A model fine-tuned on the rows as given; set for defenses that filter the data with one
     (`Defense.needs_reference`)."""

@@ -20,10 +20,13 @@ class ReferenceFilter(NoDefense):
         """(rows to leave out, what the filter found, for the manifest and the log)."""
 
     def prepare(self, train: list[Example], rng: random.Random, context: DefenseContext) -> PreparedTrain:
-        if context.reference is None:
+        if context.filtered is not None:
+            dropped, found = context.filtered
+        elif context.reference is None:
             raise ConfigError(f"defense '{self.name}' needs a reference model (DefenseContext.reference)")
+        else:
+            dropped, found = self.suspicious_rows(train, context.reference)
         prepared = super().prepare(train, rng, context)
-        dropped, found = self.suspicious_rows(train, context.reference)
         if len(dropped) >= len(train):
             raise ConfigError(f"defense '{self.name}' would leave out every training row; loosen its settings")
         drop = set(dropped)
