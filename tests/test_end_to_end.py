@@ -4,6 +4,7 @@ and the user commands."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -180,8 +181,8 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", "from poison2poison.cli import main; main()", "defend", "--data", str(bad),
          "--model", "tiny", "--out", str(tmp_path / "o")],
-        capture_output=True, text=True,
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "400"},  # one line, whatever the path's length
     )
     assert proc.returncode == 2
-    assert "bad.jsonl, line 2, field 'sentence': text is empty" in proc.stderr.replace("\n", "")
+    assert "bad.jsonl, line 2, field 'sentence': text is empty" in proc.stderr
     assert "Traceback" not in proc.stderr
