@@ -167,9 +167,21 @@ def trigger_sure(texts) -> "np.ndarray":
 def test_strip_entropy_is_averaged_per_input_not_across_inputs(seed: int, copies: int) -> None:
     donors = ["a dull and tired film", "sharp writing throughout"]
     triggered, clean = "cf " * 12 + "a film", "a gripping film that never lets go"
-    rng = random.Random(seed)
-    values = strip_entropy([clean, triggered, clean], trigger_sure, donors, copies, 0.1, rng)
+    values = strip_entropy([clean, triggered, clean], trigger_sure, donors, copies, 0.1, seed)
     assert values == pytest.approx([math.log(2), 0.0, math.log(2)])  # each input keeps its own entropy
+
+
+@settings(deadline=None, max_examples=30)
+@given(st.integers(0, 10_000), st.lists(st.sampled_from(["a dull film", "so fine", "cf cf it", "meh"]), max_size=4))
+def test_strip_perturbs_an_input_alike_whatever_comes_with_it(seed: int, others: list[str]) -> None:
+    def donor_share(texts):  # a stub whose answer depends on exactly which words were swapped in
+        share = np.array([sum(w in {"x", "y", "z"} for w in t.split()) / len(t.split()) for t in texts])
+        return np.stack([share, 1 - share], axis=1).clip(1e-6, 1)
+
+    text, donors = "one two three four five six", ["x y z", "y z", "x"]
+    alone = strip_entropy([text], donor_share, donors, 4, 0.5, seed)
+    among = strip_entropy([*others, text], donor_share, donors, 4, 0.5, seed)
+    assert among[-1] == pytest.approx(alone[0])
 
 
 def test_strip_perturbation_replaces_the_asked_share_with_donor_words() -> None:
@@ -182,9 +194,10 @@ def test_strip_perturbation_replaces_the_asked_share_with_donor_words() -> None:
 
 def test_strip_rejects_low_entropy_inputs_at_the_clean_threshold() -> None:
     clean_rows = [f"clean review number {i} here" for i in range(40)]
-    guard = StripGuard(trigger_sure, clean_rows, copies=4, swap=0.1, frr=0.05, rng=random.Random(0))
+    guard = StripGuard(trigger_sure, clean_rows, copies=4, swap=0.1, frr=0.05, seed=0)
     guarded = guard.guard(["cf " * 12 + "film", "a quiet little film"])
     assert guarded.rejected == [True, False] and guarded.texts == ["cf " * 12 + "film", "a quiet little film"]
+    assert guard.guard(["cf " * 12 + "film", "a quiet little film"]).rejected == guarded.rejected  # no hidden state
 
 
 def test_strip_without_clean_rows_is_refused() -> None:

@@ -40,11 +40,14 @@ def entropy(probs: np.ndarray) -> np.ndarray:
 
 
 def strip_entropy(
-    texts: Sequence[str], probabilities: Probabilities, donors: Sequence[str], copies: int, swap: float,
-    rng: random.Random,
+    texts: Sequence[str], probabilities: Probabilities, donors: Sequence[str], copies: int, swap: float, seed: int,
 ) -> np.ndarray:
-    """Per input: the mean, over its own `copies` perturbations, of the prediction's entropy."""
-    perturbed = [perturb(t, rng.choice(donors), swap, rng) for t in texts for _ in range(copies)]
+    """Per input: the mean, over its own `copies` perturbations, of the prediction's entropy. Each input's
+    perturbations are drawn from (seed, input), so they do not depend on which inputs come with it or before it."""
+    perturbed = []
+    for text in texts:
+        rng = random.Random(f"{seed}:{text}")
+        perturbed += [perturb(text, rng.choice(donors), swap, rng) for _ in range(copies)]
     if not perturbed:
         return np.zeros(0)
     return entropy(probabilities(perturbed)).reshape(len(texts), copies).mean(axis=1)
@@ -54,12 +57,12 @@ class StripGuard(InputGuard):
     rejects = True
 
     def __init__(self, probabilities: Probabilities, donors: list[str], copies: int, swap: float, frr: float,
-                 rng: random.Random) -> None:
-        self.probabilities, self.donors, self.copies, self.swap, self.rng = probabilities, donors, copies, swap, rng
+                 seed: int) -> None:
+        self.probabilities, self.donors, self.copies, self.swap, self.seed = probabilities, donors, copies, swap, seed
         self.threshold = float(np.quantile(self.entropies(donors), frr))
 
     def entropies(self, texts: Sequence[str]) -> np.ndarray:
-        return strip_entropy(texts, self.probabilities, self.donors, self.copies, self.swap, self.rng)
+        return strip_entropy(texts, self.probabilities, self.donors, self.copies, self.swap, self.seed)
 
     def guard(self, texts: Sequence[str]) -> Guarded:
         flagged = self.entropies(texts) < self.threshold
@@ -83,4 +86,5 @@ class Strip(NoDefense):
         if len(donors) < 2:
             raise ConfigError("STRIP needs clean rows to calibrate on: set defense.trusted_path or defense.trusted_size")
         cfg = self.config
-        return StripGuard(context.probabilities, donors, cfg.strip_copies, cfg.strip_swap, cfg.strip_frr, context.rng)
+        seed = context.rng.getrandbits(63)
+        return StripGuard(context.probabilities, donors, cfg.strip_copies, cfg.strip_swap, cfg.strip_frr, seed)
