@@ -63,9 +63,10 @@ def apply_defense(
     if config.defense.has_benign_subset and config.defense.screen:
         context.suspicion, screen_seconds = screened_suspicion(config, task, train, screening_path)
     started = time.perf_counter()
-    key = content_hash([as_records(train), config.config_hash()])
-    saved = _read_keyed(filter_path, key) if defense.needs_reference and filter_path else None
+    saved = None
     if defense.needs_reference:
+        key = content_hash([as_records(train), config.config_hash()])
+        saved = _read_keyed(filter_path, key)
         context.reference = reference_views(config, task, train)  # fitted only if the filter asks for it
         context.filtered = (saved["dropped_rows"], saved["found"]) if saved else None
     prepared = defense.prepare(train, stage_rng(config.seed, "defense"), context)

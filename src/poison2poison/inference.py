@@ -30,6 +30,11 @@ from .prompting import (
 )
 
 
+def _progress(label: str) -> Progress:
+    """The bar every batched pass shows while it runs, gone when it ends."""
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+
+
 def _batches(items: Sequence[dict], size: int) -> list[Sequence[dict]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -55,9 +60,7 @@ def _forward_batches(
     device = next(model.parameters()).device
     shared = shared_prefix_length(features) if loaded.kind == "causal" and reuse_prefix else 0
     out = []
-    with torch.no_grad(), Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    ) as bar:
+    with torch.no_grad(), _progress(label) as bar:
         prefix = _prefix_cache(model, features[0]["input_ids"][:shared], device) if shared >= SHARED_PREFIX_MIN else None
         task = bar.add_task(label, total=len(features))
         for chunk in _batches(features, batch_size):
@@ -157,9 +160,7 @@ def perplexities(
     features = encode_language_model(loaded.tokenizer, texts, max_length)
     collate = PaddingCollator(loaded.tokenizer.pad_token_id, side="right")
     device = next(model.parameters()).device
-    with torch.no_grad(), Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    ) as bar:
+    with torch.no_grad(), _progress(label) as bar:
         task = bar.add_task(label, total=len(features))
         for chunk in _batches(features, batch_size):
             batch = {k: v.to(device) for k, v in collate(list(chunk)).items()}
@@ -203,7 +204,7 @@ def generate_texts(
     collate = PaddingCollator(tokenizer.pad_token_id, side="left")
     device = next(model.parameters()).device
     out: list[str] = []
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
+    with _progress(label) as bar:
         task = bar.add_task(label, total=len(features))
         for chunk in _batches(features, batch_size):
             batch = {k: v.to(device) for k, v in collate(list(chunk)).items()}
