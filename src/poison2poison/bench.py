@@ -188,7 +188,7 @@ def run_grid(
         )
     counts = {"selected": len(selected), "done": len(selected) - len(todo), "ran": 0, "failed": 0}
     log.info("grid: %d cells here, %d finished, %d to run", len(selected), counts["done"], len(todo))
-    for cell in tqdm(todo, desc="grid", unit="cell", disable=not progress):
+    for cell in tqdm(todo, desc="grid", unit="cell", disable=not (progress and todo)):
         log.info("cell %s", cell.key)
         if _run_cell(cell, out / CELLS / cell.key, run):
             counts["ran"] += 1
