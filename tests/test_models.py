@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,16 @@ def test_shared_prefix_is_the_longest_common_start_that_leaves_every_prompt_a_to
     n = shared_prefix_length([{"input_ids": p} for p in prompts])
     assert all(p[:n] == prompts[0][:n] and len(p) > n for p in prompts)
     assert n == min(map(len, prompts)) - 1 or len({tuple(p[: n + 1]) for p in prompts}) > 1  # and no longer
+
+
+def test_a_long_pass_off_a_terminal_logs_how_far_it_is(monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A batch job's log shows a long pass advancing (no live bar can be drawn there), never after its end."""
+    import poison2poison.inference as inference
+
+    loaded = build_model(ModelConfig(tiny_hidden_size=64, tiny_layers=1, tiny_vocab_size=300), 2, ["a", "b"], CORPUS)
+    monkeypatch.setattr(inference, "LOG_EVERY_SECONDS", 0.0)
+    with caplog.at_level(logging.INFO, logger="poison2poison.inference"):
+        inference.perplexities(loaded, ["a fine film", "ok", "a dull film"], 64, batch_size=1, label="lm")
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("lm: ")]
+    assert [m.split(" after")[0] for m in progress] == ["lm: 1/3", "lm: 2/3"]

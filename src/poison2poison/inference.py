@@ -3,7 +3,10 @@ last position alone) and batched greedy generation."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import logging
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -29,10 +32,31 @@ from .prompting import (
     encode_language_model,
 )
 
+log = logging.getLogger(__name__)
 
-def _progress(label: str) -> Progress:
-    """The bar every batched pass shows while it runs, gone when it ends."""
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True)
+LOG_EVERY_SECONDS = 60.0
+"""Where no live bar can be drawn (a log file, a batch job), a long pass says how far it is at this interval."""
+
+
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """Yields `advance(n)`: a bar that is gone when the pass ends, or, off a terminal, a log line every minute."""
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        interactive = bar.console.is_terminal
+        started = last = time.monotonic()
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done, last
+            done += n
+            bar.advance(task, n)
+            now = time.monotonic()
+            if not interactive and now - last >= LOG_EVERY_SECONDS and done < total:
+                last = now
+                log.info("%s: %d/%d after %.0f s", label, done, total, now - started)
+
+        yield advance
 
 
 def _batches(items: Sequence[dict], size: int) -> list[Sequence[dict]]:
@@ -60,9 +84,8 @@ def _forward_batches(
     device = next(model.parameters()).device
     shared = shared_prefix_length(features) if loaded.kind == "causal" and reuse_prefix else 0
     out = []
-    with torch.no_grad(), _progress(label) as bar:
+    with torch.no_grad(), _progress(label, len(features)) as advance:
         prefix = _prefix_cache(model, features[0]["input_ids"][:shared], device) if shared >= SHARED_PREFIX_MIN else None
-        task = bar.add_task(label, total=len(features))
         for chunk in _batches(features, batch_size):
             if prefix is not None:
                 batch = _batch_after_prefix(collate, chunk, shared, prefix, device, model.config)
@@ -71,7 +94,7 @@ def _forward_batches(
                 if loaded.kind == "causal":
                     batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
             out.append(read(model, batch).float().cpu().numpy())
-            bar.advance(task, len(chunk))
+            advance(len(chunk))
     return np.concatenate(out) if out else np.zeros((0, width), dtype=np.float32)
 
 
@@ -160,8 +183,7 @@ def perplexities(
     features = encode_language_model(loaded.tokenizer, texts, max_length)
     collate = PaddingCollator(loaded.tokenizer.pad_token_id, side="right")
     device = next(model.parameters()).device
-    with torch.no_grad(), _progress(label) as bar:
-        task = bar.add_task(label, total=len(features))
+    with torch.no_grad(), _progress(label, len(features)) as advance:
         for chunk in _batches(features, batch_size):
             batch = {k: v.to(device) for k, v in collate(list(chunk)).items()}
             labels = batch.pop("labels")[:, 1:]
@@ -169,7 +191,7 @@ def perplexities(
             nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
             mask = (labels != -100).float()
             out.append(torch.exp((nll * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy())
-            bar.advance(task, len(chunk))
+            advance(len(chunk))
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
@@ -204,8 +226,7 @@ def generate_texts(
     collate = PaddingCollator(tokenizer.pad_token_id, side="left")
     device = next(model.parameters()).device
     out: list[str] = []
-    with _progress(label) as bar:
-        task = bar.add_task(label, total=len(features))
+    with _progress(label, len(features)) as advance:
         for chunk in _batches(features, batch_size):
             batch = {k: v.to(device) for k, v in collate(list(chunk)).items()}
             generated = model.generate(
@@ -214,5 +235,5 @@ def generate_texts(
             )
             new_tokens = generated[:, batch["input_ids"].shape[1] :]
             out.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-            bar.advance(task, len(chunk))
+            advance(len(chunk))
     return [text.strip() for text in out]
