@@ -172,6 +172,16 @@ def test_shards_on_one_folder_complete_the_grid(grid: Path, tmp_path: Path) -> N
     assert sorted(len(r.calls) for r in runs) == [4, 5, 5] and counts["finished"] == len(cells)
 
 
+def test_collecting_a_half_run_grid_runs_nothing_and_tables_every_cell(grid: Path, tmp_path: Path) -> None:
+    cells, out = load_grid(grid), tmp_path / "out"
+    run_grid(cells, out, shard=(1, 2), run=FakeRun(), progress=False)
+    idle = FakeRun()
+    counts = run_grid(cells, out, run=idle, progress=False, collect_only=True)
+    assert idle.calls == [] and counts["ran"] == 0 and counts["finished"] == 7
+    statuses = [r["status"] for r in read_json(out / "results.json")]
+    assert statuses.count("ok") == 7 and statuses.count("missing") == 7
+
+
 def test_result_row_carries_labels_metrics_and_latency(grid: Path, tmp_path: Path) -> None:
     cell = load_grid(grid)[3]
     FakeRun()(cell.config, tmp_path / "cells" / cell.key)

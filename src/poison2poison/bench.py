@@ -166,11 +166,13 @@ RunFn = Callable[[ExperimentConfig, Path], dict[str, Any]]
 
 
 def run_grid(
-    cells: list[Cell], out: Path, shard: tuple[int, int] | None = None, run: RunFn | None = None, progress: bool = True
+    cells: list[Cell], out: Path, shard: tuple[int, int] | None = None, run: RunFn | None = None, progress: bool = True,
+    collect_only: bool = False,
 ) -> dict[str, int]:
     """Run the unfinished cells (of one shard); a failing cell leaves OUT/cells/KEY/error.json and the grid goes on.
 
-    Ends by rewriting the results table over the whole grid. Returns counts: this pass's `selected`, `done` (already
+    Ends by rewriting the results table over the whole grid; `collect_only` does just that, running nothing (a
+    report on a grid that is still running, or whose shards ran elsewhere). Returns counts: this pass's `selected`, `done` (already
     finished), `ran`, `failed`, and `finished` over the whole grid.
     """
     if run is None:
@@ -187,6 +189,8 @@ def run_grid(
             f"delete them under {out / CELLS} or use another --out"
         )
     counts = {"selected": len(selected), "done": len(selected) - len(todo), "ran": 0, "failed": 0}
+    if collect_only:
+        todo = []
     log.info("grid: %d cells here, %d finished, %d to run", len(selected), counts["done"], len(todo))
     for cell in tqdm(todo, desc="grid", unit="cell", disable=not (progress and todo)):
         log.info("cell %s", cell.key)

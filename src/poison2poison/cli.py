@@ -117,12 +117,13 @@ def bench(
     grid: Path = typer.Argument(..., help="Grid YAML: base config, seeds, and named datasets/attacks/defenses/models."),
     out: Path = typer.Option(..., "--out", help="Grid folder: cells/ holds one run per cell; results.csv/json sum up."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Run only shard I of N (I/N, 1-based), e.g. 2/4."),
+    collect: bool = typer.Option(False, "--collect", help="Run nothing: write the results of the finished cells."),
 ) -> None:
     """Run every unfinished cell of a grid (restart to resume); a failing cell is recorded and the grid goes on."""
     from .bench import load_grid, parse_shard, run_grid
 
     cells = load_grid(grid)
-    counts = run_grid(cells, out, parse_shard(shard) if shard else None)
+    counts = run_grid(cells, out, parse_shard(shard) if shard else None, collect_only=collect)
     Console().print(
         f"{counts['selected']} cells in this {'shard' if shard else 'grid'}: {counts['done']} already finished, "
         f"{counts['ran']} ran, {counts['failed']} failed. Whole grid: {counts['finished']}/{len(cells)} finished. "
