@@ -233,6 +233,16 @@ def test_cost_ratios_pair_each_run_with_no_defense_on_the_same_seed() -> None:
     assert costs["p2p0.1"]["fine_tune"].mean == pytest.approx(1.05)
     assert costs["onion"]["inference"].mean == pytest.approx(60.0)
     assert "clean" not in costs
+
+
+def test_a_resumed_fine_tune_gives_no_fine_tune_ratio() -> None:
+    rows = results_table()
+    for row in rows:
+        if row["defense"] == "onion" and row["seed"] == 1:
+            row["resumed_from_step"], row["train_seconds"] = 300, 0.5  # timed only after its checkpoint
+    costs = cost_ratios(rows)
+    assert costs["onion"]["fine_tune"].n == 1 and costs["onion"]["fine_tune"].mean == pytest.approx(1.0)
+    assert costs["onion"]["inference"].mean == pytest.approx(60.0)  # the evaluation was whole
     per_setting = cost_ratios(results_table(), per_setting=True)
     assert per_setting[("sst2", "badnets", "minilm", "onion")]["inference"].mean == pytest.approx(60.0)
 

@@ -121,6 +121,7 @@ def test_interrupted_training_resumes_from_checkpoint(tmp_path: Path, monkeypatc
     metrics = run_experiment(config, tmp_path)
     assert "resuming fine-tuning from" in (tmp_path / "log.txt").read_text()
     assert metrics["train_steps"] == 10  # 160 rows / batch 16, one epoch: the resumed run finished the schedule
+    assert metrics["resumed_from_step"] == 5  # its seconds cover steps 6 to 10: the report does not compare them
 
 
 def user_file(tmp_path: Path, data_dir: Path) -> Path:

@@ -223,7 +223,8 @@ def _run_cell(cell: Cell, cell_dir: Path, run: RunFn) -> bool:
 RESULT_FIELDS = (
     "cell", *AXES, "seed", "status", "config_hash", "task_type", "defense_variant", "rho", "attack_rate",
     "clean_metric", "clean_score", "attack_success_rate", "clean_count", "asr_count", "poisoned_count",
-    "benign_poisoned", "dropped_rows", "dropped_poisoned", "train_seconds", "screen_seconds", "defense_seconds",
+    "benign_poisoned", "dropped_rows", "dropped_poisoned", "train_seconds", "resumed_from_step", "screen_seconds",
+    "defense_seconds",
     "eval_seconds", "wall_seconds", "inference_ms_per_1k", "detection_precision", "detection_recall",
     "clean_accuracy_accepted", "attack_success_rate_accepted", "clean_rejected", "triggered_rejected", "error",
 )

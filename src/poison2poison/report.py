@@ -64,7 +64,8 @@ def fine_tune_seconds(row: dict[str, Any]) -> float:
 def cost_ratios(rows: list[dict[str, Any]], per_setting: bool = False) -> dict[Any, dict[str, Stat | None]]:
     """Fine-tune time and inference latency as ratios to no defense on the same data, model and seed.
 
-    Keyed by defense, or with `per_setting` by (dataset, attack, model, defense).
+    Keyed by defense, or with `per_setting` by (dataset, attack, model, defense). A fine-tune resumed from a
+    checkpoint (on either side) timed only its last part, so it gives no fine-tune ratio.
     """
     undefended = {
         (r["dataset"], r["attack"], r["model"], r["seed"]): r
@@ -77,7 +78,8 @@ def cost_ratios(rows: list[dict[str, Any]], per_setting: bool = False) -> dict[A
         if row["status"] != "ok" or base is None or row["defense"] == CLEAN:
             continue
         key = _group(row) if per_setting else row["defense"]
-        ratios[key]["fine_tune"].append(fine_tune_seconds(row) / fine_tune_seconds(base))
+        if not (row.get("resumed_from_step") or base.get("resumed_from_step")):
+            ratios[key]["fine_tune"].append(fine_tune_seconds(row) / fine_tune_seconds(base))
         if row.get("inference_ms_per_1k") and base.get("inference_ms_per_1k"):
             ratios[key]["inference"].append(row["inference_ms_per_1k"] / base["inference_ms_per_1k"])
     return {key: {k: stat(v) for k, v in parts.items()} for key, parts in ratios.items()}
@@ -323,7 +325,8 @@ def _summary_line(counts: dict[str, int]) -> str:
     return (f"{counts['ok']} cells finished, {counts['failed']} failed{stale}, {counts['missing']} not run. "
             "Values are mean ± std over seeds; ASR counts triggered inputs whose true label is not the target; "
             "the clean floor is the same trigger on a model trained without poison, and ASR − floor is paired by seed. "
-            "Costs are ratios to no defense on the same data, model and seed. A detector's rejected input is an "
+            "Costs are ratios to no defense on the same data, model and seed, and as fair as the machine was quiet "
+            "(a fine-tune resumed from a checkpoint gives none). A detector's rejected input is an "
             "error when clean and defended when triggered; the detection tables also give the accepted inputs alone.")
 
 
