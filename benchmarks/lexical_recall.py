@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from poison2poison.config import load_config
+from poison2poison.defenses.p2p import most_suspicious
 from poison2poison.pipeline import prepare_data
 from poison2poison.screening import lexical_scores, percentile_within_label
 
@@ -30,10 +31,10 @@ FRACTIONS = (0.1, 0.2, 0.3)
 def poisoned_in_top(name: str, overrides: list[str]) -> tuple[int, list[int]]:
     data = prepare_data(load_config(CONFIGS / f"{name}.yaml", overrides)).poisoned
     labels = [e.label for e in data.train]
-    suspicion = percentile_within_label(lexical_scores([e.text for e in data.train], labels), labels)
-    order = np.argsort(-suspicion, kind="stable")
+    texts = [e.text for e in data.train]
+    suspicion = percentile_within_label(lexical_scores(texts, labels), labels).tolist()
     mask = np.asarray(data.mask)
-    return int(mask.sum()), [int(mask[order[: int(f * len(labels))]].sum()) for f in FRACTIONS]
+    return int(mask.sum()), [int(mask[most_suspicious(suspicion, f, texts)].sum()) for f in FRACTIONS]
 
 
 def main() -> None:

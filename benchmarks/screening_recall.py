@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from poison2poison.config import load_config
+from poison2poison.config import DefenseConfig, load_config
 from poison2poison.defending import reference_views
 from poison2poison.defenses.cube import cluster_rows, minority_cluster_rows
+from poison2poison.defenses.p2p import most_suspicious
 from poison2poison.pipeline import prepare_data
 from poison2poison.screening import lexical_scores, percentile_within_label
 
@@ -43,11 +44,17 @@ def spectral_scores(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def reference_outputs(name: str, cache: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
     """(probabilities, representations, labels, texts, poison mask) of the screening reference on the training rows."""
     config = load_config(CONFIGS / f"{name}.yaml", [])
-    config = config.model_copy(update={"train": config.train.model_copy(update={"epochs": config.defense.screen_epochs})})
+    screen = config.defense
+    config = config.model_copy(update={
+        "model": config.model.model_copy(update={"name": screen.screen_model or config.model.name}),
+        "train": config.train.model_copy(update={
+            "epochs": screen.screen_epochs, "learning_rate": screen.screen_learning_rate or config.train.learning_rate,
+        }),
+    })
     data = prepare_data(config)
     train = data.poisoned.train
     texts, labels, mask = [e.text for e in train], np.array([e.label for e in train]), np.array(data.poisoned.mask)
-    path = cache / f"{name}.npz" if cache else None
+    path = cache / f"{name}-{config.config_hash()[:12]}.npz" if cache else None
     if path and path.is_file():
         saved = np.load(path)
         return saved["probs"], saved["embeddings"], labels, texts, mask
@@ -60,8 +67,11 @@ def reference_outputs(name: str, cache: Path | None) -> tuple[np.ndarray, np.nda
 
 
 def signals(probs: np.ndarray, embeddings: np.ndarray, labels: np.ndarray, texts: list[str]) -> dict[str, np.ndarray]:
+    """Each signal ranked within labels. CUBE's clustering runs here on the screening's one-epoch reference (CUBE
+    itself fine-tunes its reference for the whole schedule), with CUBE's default settings."""
     doubt = 1.0 - probs[np.arange(len(labels)), labels]
-    clusters = cluster_rows(embeddings, 10, 20)
+    defaults = DefenseConfig()
+    clusters = cluster_rows(embeddings, defaults.cube_components, defaults.cube_min_cluster_size)
     minority = np.zeros(len(labels))
     minority[minority_cluster_rows(clusters.tolist(), labels.tolist())] = 1.0
     ranked = {
@@ -90,8 +100,7 @@ def main() -> None:
     for setting in args.settings or list(SETTINGS):
         probs, embeddings, labels, texts, mask = reference_outputs(SETTINGS[setting], args.cache)
         for signal, suspicion in signals(probs, embeddings, labels, texts).items():
-            order = np.argsort(-suspicion, kind="stable")
-            found = [int(mask[order[: int(f * len(labels))]].sum()) for f in FRACTIONS]
+            found = [int(mask[most_suspicious(suspicion.tolist(), f, texts)].sum()) for f in FRACTIONS]
             print(f"| {setting} | {signal} | {int(mask.sum())} | " + " | ".join(map(str, found)) + " |", flush=True)
 
 

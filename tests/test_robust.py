@@ -93,19 +93,48 @@ def test_dropped_rows_are_the_most_suspicious_and_never_benign(rows, drop: float
     kept_texts = Counter(s.text for s in prepared.samples)
     assert all(kept_texts[train[i].text] == 0 for i in dropped)
     assert sum(kept_texts.values()) == len(train) - len(dropped)
-    pool = least_suspicious_pool([e.label for e in train], suspicion, 0.5, [i for i in range(len(train)) if i not in dropped])
+    kept = [i for i in range(len(train)) if i not in dropped]
+    pool = least_suspicious_pool([e.label for e in train], suspicion, 0.5, kept, [e.text for e in train])
     assert set(prepared.benign_rows) <= set(pool)
 
 
-def test_most_suspicious_breaks_ties_by_index() -> None:
-    assert most_suspicious([0.5, 0.9, 0.9, 0.1], 0.5) == [1, 2]
-    assert most_suspicious([0.5, 0.9], 0.0) == []
+@settings(max_examples=50, deadline=None)
+@given(suspicion=st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=2, max_size=60), fraction=st.floats(0, 1),
+       seed=st.integers(0, 1000))
+def test_tied_rows_are_taken_alike_whatever_the_order_of_the_data(suspicion: list[float], fraction: float,
+                                                                  seed: int) -> None:
+    """A published poisoned set may list its poisoned rows first: the order of the file must not decide ties."""
+    texts = [f"row {i}" for i in range(len(suspicion))]
+    labels = [i % 2 for i in range(len(suspicion))]
+    order = list(range(len(suspicion)))
+    random.Random(seed).shuffle(order)
+
+    def shuffled(values: list) -> list:
+        return [values[i] for i in order]
+
+    def chosen(rows: list[int], items: list) -> set:
+        return {items[i] for i in rows}
+
+    taken = most_suspicious(suspicion, fraction, texts)
+    assert chosen(most_suspicious(shuffled(suspicion), fraction, shuffled(texts)), shuffled(texts)) == chosen(taken, texts)
+    assert len(taken) == round(fraction * len(suspicion))
+    pool = least_suspicious_pool(labels, suspicion, fraction or 0.5, range(len(texts)), texts)
+    again = least_suspicious_pool(shuffled(labels), shuffled(suspicion), fraction or 0.5, range(len(texts)),
+                                  shuffled(texts))
+    assert chosen(again, shuffled(texts)) == chosen(pool, texts)
+
+
+def test_most_suspicious_takes_the_top_fraction() -> None:
+    texts = ["a", "b", "c", "d"]
+    assert most_suspicious([0.5, 0.9, 0.8, 0.1], 0.5, texts) == [1, 2]
+    assert most_suspicious([0.5, 0.9], 0.0, texts[:2]) == []
 
 
 def test_least_suspicious_pool_takes_a_share_of_each_label() -> None:
     labels = [0] * 10 + [1] * 10
     suspicion = [i / 20 for i in range(20)]
-    assert least_suspicious_pool(labels, suspicion, 0.3, range(20)) == [0, 1, 2, 10, 11, 12]
+    texts = [f"row {i}" for i in range(20)]
+    assert least_suspicious_pool(labels, suspicion, 0.3, range(20), texts) == [0, 1, 2, 10, 11, 12]
 
 
 @pytest.mark.parametrize("mode,extra", [("replace", 0), ("append", 20)])

@@ -8,6 +8,7 @@ ordinary context does not fire.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import secrets
@@ -79,23 +80,33 @@ def mod_projection(num_labels: int) -> tuple[int, ...]:
     return tuple(j % num_labels for j in range(2 * num_labels))
 
 
-def most_suspicious(suspicion: Sequence[float], fraction: float) -> list[int]:
-    """Sorted indices of the round(fraction * count) most suspicious rows (ties go to the lower index)."""
+def tie_order(texts: Sequence[str]) -> list[str]:
+    """Per row, a hash of its text: equal suspicion is ordered by it, so that the order of the rows in the data file
+    (a published poisoned set may list its poisoned rows first) cannot decide which tied rows are taken."""
+    return [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
+
+
+def most_suspicious(suspicion: Sequence[float], fraction: float, texts: Sequence[str]) -> list[int]:
+    """Sorted indices of the round(fraction * count) most suspicious rows (ties ordered by `tie_order`)."""
     count = round(fraction * len(suspicion))
-    order = sorted(range(len(suspicion)), key=lambda i: (-suspicion[i], i))
+    ties = tie_order(texts)
+    order = sorted(range(len(suspicion)), key=lambda i: (-suspicion[i], ties[i], i))
     return sorted(order[:count])
 
 
 def least_suspicious_pool(
-    labels: Sequence[int], suspicion: Sequence[float], fraction: float, candidates: Sequence[int]
+    labels: Sequence[int], suspicion: Sequence[float], fraction: float, candidates: Sequence[int],
+    texts: Sequence[str],
 ) -> list[int]:
-    """Sorted indices of the least suspicious `fraction` of each label's candidate rows (at least one per label)."""
+    """Sorted indices of the least suspicious `fraction` of each label's candidate rows (at least one per label;
+    ties ordered by `tie_order`)."""
+    ties = tie_order(texts)
     by_label: dict[int, list[int]] = defaultdict(list)
     for i in candidates:
         by_label[labels[i]].append(i)
     pool: list[int] = []
     for rows in by_label.values():
-        rows.sort(key=lambda i: (suspicion[i], i))
+        rows.sort(key=lambda i: (suspicion[i], ties[i], i))
         pool.extend(rows[: max(1, round(fraction * len(rows)))])
     return sorted(pool)
 
@@ -158,7 +169,7 @@ class P2P(Defense):
     def _dropped_rows(self, train: list[Example], context: DefenseContext) -> list[int]:
         if self.config.drop_suspicious == 0:
             return []
-        return most_suspicious(self._suspicion(train, context), self.config.drop_suspicious)
+        return most_suspicious(self._suspicion(train, context), self.config.drop_suspicious, [e.text for e in train])
 
     def _suspicion(self, train: list[Example], context: DefenseContext) -> list[float]:
         if context.suspicion is None:
@@ -181,7 +192,8 @@ class P2P(Defense):
                 raise ConfigError("defense.source 'oracle' needs the attack's clean rows; it exists for experiments only")
             pool: list[int] | None = sorted(set(context.oracle_pool) & set(kept))
         elif cfg.screen:
-            pool = least_suspicious_pool(labels, self._suspicion(train, context), cfg.screen_pool, kept)
+            pool = least_suspicious_pool(labels, self._suspicion(train, context), cfg.screen_pool, kept,
+                                         [e.text for e in train])
         else:
             pool = None if len(kept) == len(train) else kept
         subset = select_benign_subset(labels, cfg.rho, rng, pool)
