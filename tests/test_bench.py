@@ -115,6 +115,8 @@ def test_a_grid_changed_under_finished_cells_is_refused_not_misreported(grid: Pa
         run_grid(changed, out, run=FakeRun(), progress=False)
     p2p = next(c for c in changed if c.labels["defense"] == "p2p")
     assert result_row(p2p, out)["status"] == "stale"
+    collected = run_grid(changed, out, run=FakeRun(), progress=False, collect_only=True)  # a report, not a run
+    assert collected["ran"] == 0 and [r["status"] for r in read_json(out / "results.json")].count("stale") == 4
 
 
 def test_a_cell_run_before_a_new_setting_existed_is_still_finished(grid: Path, tmp_path: Path) -> None:
@@ -180,6 +182,8 @@ def test_collecting_a_half_run_grid_runs_nothing_and_tables_every_cell(grid: Pat
     assert idle.calls == [] and counts["ran"] == 0 and counts["finished"] == 7
     statuses = [r["status"] for r in read_json(out / "results.json")]
     assert statuses.count("ok") == 7 and statuses.count("missing") == 7
+    with pytest.raises(ConfigError, match="no grid cells"):
+        run_grid(cells, tmp_path / "typo", run=idle, progress=False, collect_only=True)
 
 
 def test_result_row_carries_labels_metrics_and_latency(grid: Path, tmp_path: Path) -> None:
@@ -233,18 +237,19 @@ def test_cost_ratios_pair_each_run_with_no_defense_on_the_same_seed() -> None:
     assert costs["p2p0.1"]["fine_tune"].mean == pytest.approx(1.05)
     assert costs["onion"]["inference"].mean == pytest.approx(60.0)
     assert "clean" not in costs
+    per_setting = cost_ratios(results_table(), per_setting=True)
+    assert per_setting[("sst2", "badnets", "minilm", "onion")]["inference"].mean == pytest.approx(60.0)
 
 
-def test_a_resumed_fine_tune_gives_no_fine_tune_ratio() -> None:
+@pytest.mark.parametrize("resumed", ["onion", "none"])
+def test_a_resumed_fine_tune_gives_no_fine_tune_ratio(resumed: str) -> None:
     rows = results_table()
     for row in rows:
-        if row["defense"] == "onion" and row["seed"] == 1:
+        if row["defense"] == resumed and row["seed"] == 1:
             row["resumed_from_step"], row["train_seconds"] = 300, 0.5  # timed only after its checkpoint
     costs = cost_ratios(rows)
     assert costs["onion"]["fine_tune"].n == 1 and costs["onion"]["fine_tune"].mean == pytest.approx(1.0)
     assert costs["onion"]["inference"].mean == pytest.approx(60.0)  # the evaluation was whole
-    per_setting = cost_ratios(results_table(), per_setting=True)
-    assert per_setting[("sst2", "badnets", "minilm", "onion")]["inference"].mean == pytest.approx(60.0)
 
 
 def test_report_builds_markdown_html_and_figures(tmp_path: Path) -> None:

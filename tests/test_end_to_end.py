@@ -14,6 +14,7 @@ from poison2poison import DefendedModel, defend, load_config, run_experiment
 from poison2poison.cli import app
 from poison2poison.config import ROBUST_DEFAULTS
 from poison2poison.io import read_json
+from poison2poison.summary import collect_metrics, markdown_table
 
 TINY = [
     "data.train_size=160", "data.test_size=40", "train.epochs=1", "train.batch_size=16", "train.learning_rate=0.001",
@@ -122,6 +123,7 @@ def test_interrupted_training_resumes_from_checkpoint(tmp_path: Path, monkeypatc
     assert "resuming fine-tuning from" in (tmp_path / "log.txt").read_text()
     assert metrics["train_steps"] == 10  # 160 rows / batch 16, one epoch: the resumed run finished the schedule
     assert metrics["resumed_from_step"] == 5  # its seconds cover steps 6 to 10: the report does not compare them
+    assert "(1 resumed)" in markdown_table(collect_metrics([tmp_path]))  # `p2p table` does not pass its seconds off as a whole fine-tune
 
 
 def user_file(tmp_path: Path, data_dir: Path) -> Path:

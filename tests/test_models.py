@@ -148,6 +148,8 @@ def test_a_long_pass_off_a_terminal_logs_how_far_it_is(monkeypatch: pytest.Monke
 
     loaded = build_model(ModelConfig(tiny_hidden_size=64, tiny_layers=1, tiny_vocab_size=300), 2, ["a", "b"], CORPUS)
     monkeypatch.setattr(inference, "LOG_EVERY_SECONDS", 0.0)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")  # rich would otherwise take the console for a terminal
     with caplog.at_level(logging.INFO, logger="poison2poison.inference"):
         inference.perplexities(loaded, ["a fine film", "ok", "a dull film"], 64, batch_size=1, label="lm")
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("lm: ")]

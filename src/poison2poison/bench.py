@@ -182,8 +182,10 @@ def run_grid(
     todo: list[Cell] = []
     for cell in selected:
         (finished if (out / CELLS / cell.key / METRICS).is_file() else todo).append(cell)
+    if collect_only and not (out / CELLS).is_dir():
+        raise ConfigError(f"{out} holds no grid cells ({out / CELLS} does not exist): nothing to collect")
     stale = [c.key for c in finished if saved_config_hash(out / CELLS / c.key) != c.config.config_hash()]
-    if stale:
+    if stale and not collect_only:  # collecting marks them 'stale' in the table instead
         raise ConfigError(
             f"{len(stale)} finished cells hold runs of another config (the grid changed since), e.g. {stale[0]}; "
             f"delete them under {out / CELLS} or use another --out"

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from .config import load_config
 from .errors import P2PError
-from .summary import clean_metric, defense_label
+from .summary import clean_metric, defense_label, fine_tune_seconds_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune on possibly poisoned data; defend with P2P.")
 console = Console(stderr=True)
@@ -45,7 +45,7 @@ def metrics_table(rows: list[tuple[str, dict]]) -> Table:
         metric, value = clean_metric(m)
         table.add_row(
             name, defense_label(m), f"{metric} {value:.3f} (n={m['clean_count']})",
-            f"{m['attack_success_rate']:.3f} (n={m['asr_count']})", f"{m['train_seconds']:.0f}",
+            f"{m['attack_success_rate']:.3f} (n={m['asr_count']})", fine_tune_seconds_text([m]),
         )
     return table
 

@@ -43,7 +43,7 @@ def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
     """Yields `advance(n)`: a bar that is gone when the pass ends, or, off a terminal, a log line every minute."""
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
         task = bar.add_task(label, total=total)
-        interactive = bar.console.is_terminal
+        interactive = bar.console.is_terminal or bar.console.is_jupyter
         started = last = time.monotonic()
         done = 0
 

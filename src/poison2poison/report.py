@@ -325,8 +325,8 @@ def _summary_line(counts: dict[str, int]) -> str:
     return (f"{counts['ok']} cells finished, {counts['failed']} failed{stale}, {counts['missing']} not run. "
             "Values are mean ± std over seeds; ASR counts triggered inputs whose true label is not the target; "
             "the clean floor is the same trigger on a model trained without poison, and ASR − floor is paired by seed. "
-            "Costs are ratios to no defense on the same data, model and seed, and as fair as the machine was quiet "
-            "(a fine-tune resumed from a checkpoint gives none). A detector's rejected input is an "
+            "Costs are ratios to no defense on the same data, model and seed; they are only as fair as the machine "
+            "was quiet, and a fine-tune resumed from a checkpoint gives no fine-tune ratio. A detector's rejected input is an "
             "error when clean and defended when triggered; the detection tables also give the accepted inputs alone.")
 
 

@@ -37,6 +37,15 @@ def mean_std(values: list[float], digits: int = 3) -> str:
     return format_mean_std(statistics.mean(values), std, len(values), digits)
 
 
+def fine_tune_seconds_text(runs: Sequence[dict[str, Any]]) -> str:
+    """Fine-tune seconds over the runs that trained from the start: a run resumed from a checkpoint timed only the
+    steps after it, so it is left out and counted."""
+    whole = [r["train_seconds"] for r in runs if not r.get("resumed_from_step")]
+    text = mean_std(whole, 0) if whole else "–"
+    resumed = len(runs) - len(whole)
+    return f"{text} ({resumed} resumed)" if resumed else text
+
+
 COLUMNS = (
     "run", "defense", "seeds", "CA", "ASR", "CA n", "ASR n", "poisoned rows", "poisoned in benign", "dropped (poisoned)",
     "fine-tune s", "screen s", "wall s",
@@ -110,7 +119,7 @@ def generation_table(groups: dict[str, list[dict[str, Any]]]) -> str:
             mean_std([r["benign_poisoned"] for r in runs], 1) if p2p else "–",
             (f"{mean_std([r['missing_prefix_clean'] for r in runs], 1)} / "
              f"{mean_std([r['missing_prefix_triggered'] for r in runs], 1)}") if p2p else "–",
-            mean_std([r["train_seconds"] for r in runs], 0),
+            fine_tune_seconds_text(runs),
             mean_std([r["wall_seconds"] for r in runs], 0),
         ]
         rows.append(cells)
@@ -137,7 +146,7 @@ def classification_table(groups: dict[str, list[dict[str, Any]]]) -> str:
             str(first["asr_count"]),
             str(first["poisoned_count"]),
             *defense_effect(runs),
-            mean_std([r["train_seconds"] for r in runs], 0),
+            fine_tune_seconds_text(runs),
             mean_std([r.get("screen_seconds", 0.0) for r in runs], 0),
             mean_std([r["wall_seconds"] for r in runs], 0),
         ]

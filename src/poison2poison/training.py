@@ -145,7 +145,7 @@ def fine_tune(
     if last:
         log.info("resuming fine-tuning from %s", last)
     output = trainer.train(resume_from_checkpoint=last)
-    # A resumed fine-tune's seconds cover only the steps after the checkpoint: not a cost to compare.
+    # A resumed fine-tune's seconds (and its train_loss) cover only the steps after the checkpoint.
     resumed = int(Path(last).name.rsplit("-", 1)[-1]) if last else 0
     return {"train_loss": float(output.training_loss), "train_steps": int(output.global_step),
             "resumed_from_step": resumed}
