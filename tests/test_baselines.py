@@ -235,6 +235,7 @@ def test_bki_finds_the_keyword_the_reference_leans_on_and_drops_its_rows() -> No
     )
     assert prepared.dropped_rows == sorted(poisoned)
     assert [s.text for s in prepared.samples] == [e.text for i, e in enumerate(train) if i not in poisoned]
+    assert prepared.details["bki_keywords"] == ["cf"]  # what it took for the trigger is on record
 
 
 def test_a_filter_without_its_reference_is_refused() -> None:

@@ -12,6 +12,7 @@ contains one is left out, and the model is trained on the rest.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from typing import Sequence
@@ -21,6 +22,8 @@ import numpy as np
 from ..data.types import Example
 from .base import Probabilities, Reference
 from .filtering import ReferenceFilter
+
+log = logging.getLogger(__name__)
 
 
 def word_importance(texts: Sequence[str], labels: Sequence[int], probabilities: Probabilities) -> list[dict[str, float]]:
@@ -65,4 +68,5 @@ class BKI(ReferenceFilter):
                                 self.config.bki_top_words)
         ranked = [w for w in sorted(scores, key=lambda w: (-scores[w], w)) if scores[w] > 0]  # no evidence, no keyword
         keywords = ranked[: self.config.bki_keywords]
-        return rows_with_words(texts, set(keywords)), {"bki_keyword_count": len(keywords)}
+        log.info("bki: keywords %s, with scores %s", keywords, [round(scores[w], 4) for w in keywords])
+        return rows_with_words(texts, set(keywords)), {"bki_keywords": keywords}
