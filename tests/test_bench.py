@@ -289,3 +289,11 @@ def test_cli_bench_runs_real_cells_then_reports(tmp_path: Path, data_dir: Path) 
     assert "1 already finished, 0 ran" in " ".join(again.output.split())
     assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
     assert "| base | none | 0 |" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("count", [3, 10, 12, 20])
+def test_every_defense_in_a_figure_gets_a_colour_of_its_own(count: int) -> None:
+    from poison2poison.report import _defense_colors
+
+    colours = _defense_colors([f"defense{i}" for i in range(count)])
+    assert len(set(colours.values())) == count  # the SST-2 grid has 10 defenses, the tiny grid 12

@@ -156,8 +156,12 @@ def _group(row: dict[str, Any]) -> Group:
 
 
 def _defense_colors(defenses: list[str]) -> dict[str, Any]:
-    palette = plt.get_cmap("tab10")
-    return {name: palette(i % 10) for i, name in enumerate(defenses)}
+    """A colour of its own per defense: tab10 while it lasts, then tab20's paler shades (up to 20 apart)."""
+    if len(defenses) <= 10:
+        return {name: plt.get_cmap("tab10")(i) for i, name in enumerate(defenses)}
+    palette = plt.get_cmap("tab20")
+    shades = [palette(2 * i) for i in range(10)] + [palette(2 * i + 1) for i in range(10)]
+    return {name: shades[i % 20] for i, name in enumerate(defenses)}
 
 
 def _defenses(groups: dict[Group, list[dict[str, Any]]]) -> list[str]:
@@ -201,8 +205,10 @@ def figure_asr_by_attack(rows: list[dict[str, Any]]) -> plt.Figure | None:
     if not settings or not defenses:
         return None
     colors = _defense_colors(defenses)
-    fig, axes = plt.subplots(len(settings), 1, figsize=(max(6.0, 1.6 * len(defenses) * 1.2), 3.4 * len(settings)),
-                             squeeze=False)
+    most_attacks = max(len({k[1] for k in groups if (k[0], k[2]) == setting}) for setting in settings)
+    # Wide enough for every bar, but no wider than a page shows at a readable size.
+    width_inches = min(12.0, max(6.0, 2.0 + 0.3 * len(defenses) * most_attacks))
+    fig, axes = plt.subplots(len(settings), 1, figsize=(width_inches, 4.0 * len(settings)), squeeze=False)
     width = 0.8 / len(defenses)
     for ax, (dataset, model) in zip(axes.flat, settings):
         attacks = list(dict.fromkeys(k[1] for k in groups if (k[0], k[2]) == (dataset, model)))
