@@ -2,8 +2,9 @@
 
 Usage: P2P_DATA_DIR=../shared/data python benchmarks/screening_recall.py [SETTING ...] [--cache DIR]
 Fits the screening's reference (the robust config's model, `screen_epochs` of fine-tuning, seed 0) once per setting,
-then scores its rows with every candidate signal (and two ways to combine the screening's two) and prints a Markdown table against the ground truth. With --cache,
-the reference's probabilities and representations are kept in DIR, so signals can be compared without refitting.
+then scores its rows with every candidate signal (and two ways to combine the screening's two) and prints a Markdown
+table against the ground truth. With --cache, the reference's probabilities and representations are kept in DIR, so
+signals can be compared without refitting.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from poison2poison.defending import reference_views
 from poison2poison.defenses.cube import cluster_rows, minority_cluster_rows
 from poison2poison.defenses.p2p import most_suspicious
 from poison2poison.pipeline import prepare_data
-from poison2poison.screening import lexical_scores, percentile_within_label
+from poison2poison.screening import lexical_scores, percentile_within_label, reference_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "robust"
 SETTINGS = {
@@ -43,14 +44,7 @@ def spectral_scores(embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def reference_outputs(name: str, cache: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
     """(probabilities, representations, labels, texts, poison mask) of the screening reference on the training rows."""
-    config = load_config(CONFIGS / f"{name}.yaml", [])
-    screen = config.defense
-    config = config.model_copy(update={
-        "model": config.model.model_copy(update={"name": screen.screen_model or config.model.name}),
-        "train": config.train.model_copy(update={
-            "epochs": screen.screen_epochs, "learning_rate": screen.screen_learning_rate or config.train.learning_rate,
-        }),
-    })
+    config = reference_config(load_config(CONFIGS / f"{name}.yaml", []))
     data = prepare_data(config)
     train = data.poisoned.train
     texts, labels, mask = [e.text for e in train], np.array([e.label for e in train]), np.array(data.poisoned.mask)

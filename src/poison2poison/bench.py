@@ -172,8 +172,8 @@ def run_grid(
     """Run the unfinished cells (of one shard); a failing cell leaves OUT/cells/KEY/error.json and the grid goes on.
 
     Ends by rewriting the results table over the whole grid; `collect_only` does just that, running nothing (a
-    report on a grid that is still running, or whose shards ran elsewhere). Returns counts: this pass's `selected`, `done` (already
-    finished), `ran`, `failed`, and `finished` over the whole grid.
+    report on a grid that is still running, or whose shards ran elsewhere). Returns counts: this pass's `selected`,
+    `done` (already finished), `ran`, `failed`, and `finished` over the whole grid.
     """
     if run is None:
         from .pipeline import run_experiment as run
@@ -226,8 +226,7 @@ RESULT_FIELDS = (
     "cell", *AXES, "seed", "status", "config_hash", "task_type", "defense_variant", "rho", "attack_rate",
     "clean_metric", "clean_score", "attack_success_rate", "clean_count", "asr_count", "poisoned_count",
     "benign_poisoned", "dropped_rows", "dropped_poisoned", "train_seconds", "resumed_from_step", "screen_seconds",
-    "defense_seconds",
-    "eval_seconds", "wall_seconds", "inference_ms_per_1k", "detection_precision", "detection_recall",
+    "defense_seconds", "eval_seconds", "wall_seconds", "inference_ms_per_1k", "detection_precision", "detection_recall",
     "clean_accuracy_accepted", "attack_success_rate_accepted", "clean_rejected", "triggered_rejected", "error",
 )
 

@@ -88,18 +88,25 @@ def combine_suspicion(signals: dict[str, np.ndarray], labels: Sequence[int]) -> 
     return np.max(np.stack(ranked), axis=0)
 
 
+def reference_config(config: ExperimentConfig) -> ExperimentConfig:
+    """The run's config with the screening reference's model and fine-tune (`screen_model`, `screen_epochs`,
+    `screen_learning_rate`) in place of its own."""
+    screen = config.defense
+    return config.model_copy(update={
+        "model": config.model.model_copy(update={"name": screen.screen_model or config.model.name}),
+        "train": config.train.model_copy(update={
+            "epochs": screen.screen_epochs, "learning_rate": screen.screen_learning_rate or config.train.learning_rate,
+        }),
+    })
+
+
 def reference_doubt(config: ExperimentConfig, task: ClassificationTask, train: Sequence[Example]) -> np.ndarray:
     """1 - the confidence a short reference fine-tune gives each row's own label."""
-    model_config = config.model.model_copy(update={"name": config.defense.screen_model or config.model.name})
-    train_config = config.train.model_copy(
-        update={
-            "epochs": config.defense.screen_epochs,
-            "learning_rate": config.defense.screen_learning_rate or config.train.learning_rate,
-        }
-    )
+    reference = reference_config(config)
     samples = [Sample(e.text, e.label) for e in train]
-    loaded = fit_throwaway_model(model_config, train_config, samples, task.answer_words(task.num_labels), config.seed)
-    scores = score_samples(loaded, samples, model_config.max_length, config.train.eval_batch_size, "screen")
+    loaded = fit_throwaway_model(reference.model, reference.train, samples, task.answer_words(task.num_labels),
+                                 config.seed)
+    scores = score_samples(loaded, samples, reference.model.max_length, config.train.eval_batch_size, "screen")
     probs = softmax(scores, axis=1)
     return 1.0 - probs[np.arange(len(samples)), [e.label for e in train]]
 
