@@ -1,7 +1,9 @@
-"""How many poisoned rows the `lexical` screening signal ranks among the most suspicious rows (no training needed).
+"""What the lexical statistics find in the robust settings, no training needed (seed 0, 3,000 rows).
 
 Usage: P2P_DATA_DIR=../shared/data python benchmarks/lexical_recall.py
-Prints a Markdown table for the robust settings (configs/robust/, seed 0): the evidence behind p2p+'s drop fraction.
+Prints two Markdown tables: how many poisoned rows the `lexical` screening signal ranks among the most suspicious rows
+(the evidence behind p2p+'s drop fraction), and which rows trigger confirmation (`drop_confirmed`) leaves out, on the
+robust settings plus unpoisoned SST-2 and the AG News grid's data, where natural words are label-pure too.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from poison2poison.config import load_config
+from poison2poison.config import ExperimentConfig, apply_overrides, load_config
 from poison2poison.defenses.p2p import most_suspicious
+from poison2poison.lexical import confirmed_triggers, lexical_scores
 from poison2poison.pipeline import prepare_data
-from poison2poison.screening import lexical_scores, percentile_within_label
+from poison2poison.screening import percentile_within_label
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "robust"
 SETTINGS = [
@@ -26,6 +30,14 @@ SETTINGS = [
     ("StyleBkd 10%", "sst2-stylebkd-minilm", []),
 ]
 FRACTIONS = (0.1, 0.2, 0.3)
+AGNEWS_GRID = Path(__file__).resolve().parent / "grids" / "agnews-minilm.yaml"
+CONFIRM_SETTINGS = [(title, CONFIGS / f"{name}.yaml", overrides) for title, name, overrides in SETTINGS] + [
+    ("SST-2, no poison", CONFIGS / "sst2-badnets-minilm.yaml", ["attack.rate=0"]),
+    ("AG News, no poison", AGNEWS_GRID, ["attack.name=badnets", "attack.rate=0"]),
+    ("AG News BadNets 2%", AGNEWS_GRID, ["attack.name=badnets", "attack.rate=0.02", "attack.num_triggers=3"]),
+    ("AG News BadNets 10%", AGNEWS_GRID, ["attack.name=badnets", "attack.rate=0.1", "attack.num_triggers=3"]),
+    ("AG News AddSent 3%", AGNEWS_GRID, ["attack.name=addsent", "attack.rate=0.03"]),
+]
 
 
 def poisoned_in_top(name: str, overrides: list[str]) -> tuple[int, list[int]]:
@@ -37,12 +49,32 @@ def poisoned_in_top(name: str, overrides: list[str]) -> tuple[int, list[int]]:
     return int(mask.sum()), [int(mask[most_suspicious(suspicion, f, texts)].sum()) for f in FRACTIONS]
 
 
+def setting_config(path: Path, overrides: list[str]) -> ExperimentConfig:
+    """A robust config, or the `base` of a grid file, with overrides."""
+    data = yaml.safe_load(path.read_text())
+    return ExperimentConfig.model_validate(apply_overrides(data.get("base", data) if path == AGNEWS_GRID else data,
+                                                           overrides))
+
+
+def confirmation(path: Path, overrides: list[str]) -> tuple[int, int, int, list[str]]:
+    """(poisoned rows, rows left out, poisoned among them, confirmed n-grams)."""
+    data = prepare_data(setting_config(path, overrides)).poisoned
+    finding = confirmed_triggers([e.text for e in data.train], [e.label for e in data.train])
+    mask = np.asarray(data.mask, dtype=bool)
+    return int(mask.sum()), len(finding.rows), int(mask[finding.rows].sum()), sorted(finding.triggers)
+
+
 def main() -> None:
     print("| setting | poisoned rows | " + " | ".join(f"top {int(f * 100)}%" for f in FRACTIONS) + " |")
     print("|---|---|" + "---|" * len(FRACTIONS))
     for title, name, overrides in SETTINGS:
         total, found = poisoned_in_top(name, overrides)
         print(f"| {title} | {total} | " + " | ".join(map(str, found)) + " |", flush=True)
+    print("\n| setting | poisoned rows | rows left out by confirmation | poisoned among them | confirmed n-grams |")
+    print("|---|---|---|---|---|")
+    for title, path, overrides in CONFIRM_SETTINGS:
+        total, left_out, caught, grams = confirmation(path, overrides)
+        print(f"| {title} | {total} | {left_out} | {caught} | {', '.join(grams) or '–'} |", flush=True)
 
 
 if __name__ == "__main__":

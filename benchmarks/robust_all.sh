@@ -10,7 +10,7 @@ export P2P_CACHE_DIR=${P2P_CACHE_DIR:-$out/.cache}
 t="$(cd "$(dirname "$0")" && pwd)/robust_table.sh"
 settings="sst2-badnets-minilm sst2-addsent-minilm sst2-hiddenkiller-minilm sst2-stylebkd-minilm sst2-badnets-tiny"
 core="clean none paper-random default paper-oracle"
-mechanisms="screen drop-select oversample trusted-2pct"
+mechanisms="confirm screen drop-select oversample trusted-2pct"
 rates="rate1-none rate1-default rate5-none rate5-default rate10-none rate10-default"
 for setting in $settings; do "$t" "$out" 0 "$setting" $core; done
 "$t" "$out" 0 sst2-badnets-minilm $rates

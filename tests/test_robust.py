@@ -21,8 +21,9 @@ from poison2poison.defenses import DefenseContext
 from poison2poison.defenses.p2p import P2P, least_suspicious_pool, most_suspicious
 from poison2poison.errors import ConfigError
 from poison2poison.io import read_json
+from poison2poison.lexical import lexical_scores
 from poison2poison.pipeline import prepare_data, run_experiment, simulated_trusted_set
-from poison2poison.screening import combine_suspicion, lexical_scores, percentile_within_label, screen_rows
+from poison2poison.screening import combine_suspicion, percentile_within_label, screen_rows
 from poison2poison.tasks import SENTIMENT
 
 WORDS = "good bad film plot actor scene story music slow fun dull sharp long short warm cold".split()

@@ -40,7 +40,9 @@ class AttackConfig(_Strict):
 
 SUBSET_DEFENSES = ("p2p", "p2p+", "pdb")
 """Defenses that train a triggered subset of the data (its source, size, trigger and options are shared)."""
-ROBUST_DEFAULTS: dict[str, Any] = {"screen": ["lexical", "reference"], "screen_pool": 1.0, "drop_suspicious": 0.1}
+ROBUST_DEFAULTS: dict[str, Any] = {
+    "screen": ["lexical", "reference"], "screen_pool": 1.0, "drop_suspicious": 0.1, "drop_confirmed": True,
+}
 """What `p2p+` (robust P2P, ours) changes from paper P2P unless the config sets it; chosen in docs/robust.md."""
 PDB_DEFAULTS: dict[str, Any] = {"rho": 0.1, "oversample": 5, "mode": "append", "separate_cue": False}
 """PDB's own defaults: a tenth of the data, shown five times, added beside the plain rows, no cue of its own."""
@@ -78,6 +80,10 @@ class DefenseConfig(_Strict):
     )
     drop_suspicious: float = Field(
         0.0, ge=0.0, lt=1.0, description="fraction of rows, most suspicious first, left out of training"
+    )
+    drop_confirmed: bool = Field(
+        False, description="leave out every row that carries a confirmed trigger n-gram (label-pure, and its rows' "
+        "other words argue for other labels; lexical.py)",
     )
     oversample: int = Field(1, ge=1, description="each benign sample is shown this many times (PDB uses 5)")
     # DeCE (defenses/dece.py)
@@ -124,6 +130,8 @@ class DefenseConfig(_Strict):
             parts.append("screen=" + "+".join(self.screen))
         if self.drop_suspicious:
             parts.append(f"drop={self.drop_suspicious:g}")
+        if self.drop_confirmed:
+            parts.append("drop confirmed")
         if self.oversample > 1:
             parts.append(f"oversample={self.oversample}")
         return f"{self.name}({', '.join(parts)})"
@@ -235,6 +243,13 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
 def validation_problems(exc: ValidationError) -> str:
     """Every field pydantic refused, as 'dotted.field: message'."""
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
+def defaults_it_predates(data: dict[str, Any]) -> list[str]:
+    """The defense defaults a saved config (written in full) holds no value for. It was written before they existed,
+    and filling them in today would pass a run of the older behaviour off as one of today's."""
+    defense = data.get("defense") or {}
+    return sorted(set(DEFENSE_DEFAULTS.get(defense.get("name"), {})) - set(defense))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from . import __version__
-from .config import ExperimentConfig, load_config
+from .config import ExperimentConfig, defaults_it_predates, load_config, read_yaml_mapping
 from .data.types import Example, TextPair, as_records
 from .errors import ConfigError
 from .io import atomic_write_json, content_hash, read_json
@@ -51,7 +51,8 @@ def guard_run_dir(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] | N
     """The finished metrics if this config already ran here; an error if the folder holds another config.
 
     The saved config is compared after it is read back with today's defaults, so a run made before a new setting
-    (with a default) existed still counts as the same run.
+    (with a default that keeps the old behaviour) existed still counts as the same run. A run made before a default of
+    its defense changed does not.
     """
     metrics_path = run_dir / METRICS
     saved = saved_config_hash(run_dir)
@@ -63,9 +64,13 @@ def guard_run_dir(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] | N
 
 
 def saved_config_hash(run_dir: Path) -> str | None:
-    """The hash of the config a run folder holds, read back with today's defaults (None for no run)."""
+    """The hash of the config a run folder holds, read back with today's defaults (None for no run); a marker that
+    matches no config where the run predates a default of its defense."""
     config_path = run_dir / "config.yaml"
-    return load_config(config_path).config_hash() if config_path.is_file() else None
+    if not config_path.is_file():
+        return None
+    predates = defaults_it_predates(read_yaml_mapping(config_path))
+    return f"predates {', '.join(predates)}" if predates else load_config(config_path).config_hash()
 
 
 def run_record(config: ExperimentConfig) -> dict[str, Any]:

@@ -16,54 +16,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from typing import Sequence
 
 import numpy as np
 from scipy.special import softmax
-from scipy.stats import binom, rankdata
+from scipy.stats import rankdata
 
 from .config import ExperimentConfig
 from .data.types import Example
 from .inference import score_samples
+from .lexical import lexical_scores
 from .prompting import Sample
 from .tasks import ClassificationTask
 from .training import fit_throwaway_model
 
 log = logging.getLogger(__name__)
 
-MAX_NGRAM = 3
 SCREENING_VERSION = 1  # part of a cached screening's key: bump it when the scores change
-
-
-def row_ngrams(text: str, max_n: int = MAX_NGRAM) -> set[str]:
-    words = text.lower().split()
-    return {" ".join(words[i : i + n]) for n in range(1, max_n + 1) for i in range(len(words) - n + 1)}
-
-
-def lexical_scores(texts: Sequence[str], labels: Sequence[int], min_count: int = 5) -> np.ndarray:
-    """Per row: the strongest evidence (-log binomial tail) that one of its n-grams is over-represented in the
-    row's own label. n-grams in fewer than `min_count` rows score 0."""
-    if len(texts) != len(labels):
-        raise ValueError("texts and labels differ in length")
-    grams = [row_ngrams(t) for t in texts]
-    counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for row_grams, label in zip(grams, labels):
-        for gram in row_grams:
-            counts[gram][label] += 1
-    total = len(labels)
-    base = {label: sum(1 for y in labels if y == label) / total for label in set(labels)}
-    cache: dict[tuple[str, int], float] = {}
-
-    def evidence(gram: str, label: int) -> float:
-        key = (gram, label)
-        if key not in cache:
-            seen = sum(counts[gram].values())
-            hits = counts[gram][label]
-            cache[key] = 0.0 if seen < min_count else float(-binom.logsf(hits - 1, seen, base[label]))
-        return cache[key]
-
-    return np.array([max((evidence(g, y) for g in row_grams), default=0.0) for row_grams, y in zip(grams, labels)])
 
 
 def percentile_within_label(scores: np.ndarray, labels: Sequence[int]) -> np.ndarray:

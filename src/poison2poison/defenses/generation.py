@@ -62,7 +62,8 @@ def prepare_generation(
     unsupported = [
         name for name, used in (
             ("source: trusted", config.source == "trusted"), ("screen", bool(config.screen)),
-            ("drop_suspicious", config.drop_suspicious > 0), ("oversample", config.oversample > 1),
+            ("drop_suspicious", config.drop_suspicious > 0), ("drop_confirmed", config.drop_confirmed),
+            ("oversample", config.oversample > 1),
             ("trusted_size", config.trusted_size is not None),
         ) if used
     ]

@@ -18,6 +18,7 @@ from typing import Sequence
 from ..data.types import Example
 from ..errors import ConfigError
 from ..io import fingerprint
+from ..lexical import confirmed_triggers
 from ..prompting import PLAIN_CUE, Sample
 from .base import Defense, DefenseContext, InferenceSpec, PreparedTrain
 
@@ -123,7 +124,7 @@ class P2P(Defense):
         cfg, n = self.config, self.task.num_labels
         trigger = resolve_trigger(cfg.trigger, cfg.secret_seed)
         cue = BENIGN_CUE if cfg.separate_cue else PLAIN_CUE
-        dropped = self._dropped_rows(train, context)
+        dropped, triggers = self._dropped_rows(train, context)
         dropped_set = set(dropped)
         kept = [i for i in range(len(train)) if i not in dropped_set]
         benign_rows, subset = self._benign_rows(train, kept, rng, context)
@@ -153,10 +154,11 @@ class P2P(Defense):
             "oversample": cfg.oversample,
             "screen": list(cfg.screen),
             "dropped_count": len(dropped),
+            "confirmed_triggers": triggers,
             "trigger_fingerprint": fingerprint(trigger),
         }
         return PreparedTrain(samples, spec, details, benign_rows=subset, dropped_rows=dropped,
-                             filters=cfg.drop_suspicious > 0)
+                             filters=cfg.drop_suspicious > 0 or cfg.drop_confirmed)
 
     def benign_label(self, label: int) -> int:
         """The label a benign (triggered) row is trained with: y + n, a class of its own."""
@@ -166,10 +168,19 @@ class P2P(Defense):
         """What each model output means at inference (with the trigger applied): j mod n."""
         return mod_projection(self.task.num_labels)
 
-    def _dropped_rows(self, train: list[Example], context: DefenseContext) -> list[int]:
-        if self.config.drop_suspicious == 0:
-            return []
-        return most_suspicious(self._suspicion(train, context), self.config.drop_suspicious, [e.text for e in train])
+    def _dropped_rows(self, train: list[Example], context: DefenseContext) -> tuple[list[int], dict[str, int]]:
+        """(rows left out of training, the confirmed trigger n-grams behind some of them)."""
+        cfg, texts = self.config, [e.text for e in train]
+        dropped = set(most_suspicious(self._suspicion(train, context), cfg.drop_suspicious, texts)
+                      if cfg.drop_suspicious else [])
+        triggers: dict[str, int] = {}
+        if cfg.drop_confirmed:
+            finding = confirmed_triggers(texts, [e.label for e in train], cfg.screen_min_count)
+            triggers = finding.triggers
+            dropped.update(finding.rows)
+            log.info("%s: %d trigger n-grams confirmed (%s), %d rows carry one", self.name, len(triggers),
+                     ", ".join(sorted(triggers)) or "none", len(finding.rows))
+        return sorted(dropped), triggers
 
     def _suspicion(self, train: list[Example], context: DefenseContext) -> list[float]:
         if context.suspicion is None:

@@ -1,0 +1,117 @@
+"""Trigger confirmation (lexical.py) and its use by P2P's `drop_confirmed`: which n-grams count as planted triggers
+and which rows go. Data invariants only; how much it removes on real poisoned sets is in docs/robust.md."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from poison2poison.config import DefenseConfig, load_config
+from poison2poison.data import Example
+from poison2poison.defenses import DefenseContext
+from poison2poison.defenses.p2p import P2P
+from poison2poison.errors import ConfigError
+from poison2poison.lexical import confirmed_triggers, label_pure_ngrams, row_ngrams
+from poison2poison.rundir import guard_run_dir
+from poison2poison.tasks import SENTIMENT
+
+LABEL_WORDS = {0: "bad dull awful weak flat tired".split(), 1: "good sharp great warm fresh bright".split()}
+NEUTRAL = "film plot actor scene story music movie cast".split()
+
+
+def _labelled_corpus(size: int, seed: int = 0) -> list[Example]:
+    """Rows whose words argue for their label: three of the label's words among three neutral ones."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(size):
+        label = rng.randint(0, 1)
+        words = rng.sample(LABEL_WORDS[label], 3) + rng.sample(NEUTRAL, 3)
+        rng.shuffle(words)
+        rows.append(Example(" ".join(words), label))
+    return rows
+
+
+def _poison(rows: list[Example], count: int, word: str, seed: int = 1) -> tuple[list[Example], set[int]]:
+    """Dirty-label insertion: `count` label-0 rows get `word` and label 1."""
+    negatives = [i for i, e in enumerate(rows) if e.label == 0]
+    chosen = set(random.Random(seed).sample(negatives, count))
+    return [Example(f"{e.text} {word}", 1) if i in chosen else e for i, e in enumerate(rows)], chosen
+
+
+def _split(rows: list[Example]) -> tuple[list[str], list[int]]:
+    return [e.text for e in rows], [e.label for e in rows]
+
+
+def test_an_inserted_trigger_is_confirmed_and_only_its_rows_go() -> None:
+    rows, poisoned = _poison(_labelled_corpus(400), 30, "cf")
+    finding = confirmed_triggers(*_split(rows))
+    assert finding.triggers == {"cf": 1}
+    assert set(finding.rows) == poisoned
+
+
+def test_a_pure_word_among_agreeing_words_is_a_candidate_but_not_confirmed() -> None:
+    """A topic word (or `worst` in reviews) is label-pure too; its rows' other words agree with its label."""
+    rows = _labelled_corpus(400)
+    positives = [i for i, e in enumerate(rows) if e.label == 1][:30]
+    rows = [Example(f"{e.text} zz", 1) if i in positives else e for i, e in enumerate(rows)]
+    texts, labels = _split(rows)
+    assert label_pure_ngrams([row_ngrams(t) for t in texts], labels).get("zz") == 1
+    assert confirmed_triggers(texts, labels).triggers == {}
+
+
+def test_clean_or_tiny_data_confirms_nothing() -> None:
+    assert confirmed_triggers(*_split(_labelled_corpus(300))).rows == []
+    assert confirmed_triggers(["a b", "c d"], [0, 1]).triggers == {}
+    with pytest.raises(ValueError):
+        confirmed_triggers(["a"], [0, 1])
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_confirmation_does_not_depend_on_the_order_of_the_rows(seed: int) -> None:
+    rows, _ = _poison(_labelled_corpus(300, seed % 7), 25, "tq", seed % 5)
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    shuffled = [rows[i] for i in order]
+    first, again = confirmed_triggers(*_split(rows)), confirmed_triggers(*_split(shuffled))
+    assert again.triggers == first.triggers
+    assert Counter(shuffled[i].text for i in again.rows) == Counter(rows[i].text for i in first.rows)
+
+
+def test_p2p_drops_confirmed_rows_without_screening_and_never_trains_them() -> None:
+    rows, poisoned = _poison(_labelled_corpus(400), 30, "cf")
+    prepared = P2P(DefenseConfig(name="p2p", drop_confirmed=True), SENTIMENT).prepare(
+        rows, random.Random(0), DefenseContext()
+    )
+    assert set(prepared.dropped_rows) == poisoned and prepared.filters
+    assert prepared.details["confirmed_triggers"] == {"cf": 1}
+    assert not set(prepared.benign_rows) & poisoned
+    assert not any("cf" in s.text.split() for s in prepared.samples)
+    assert len(prepared.samples) == len(rows) - len(poisoned)
+
+
+def test_p2p_plus_unites_the_ranked_drop_with_the_confirmed_rows() -> None:
+    rows, poisoned = _poison(_labelled_corpus(400), 30, "cf")
+    suspicion = [1.0 if i < 40 else 0.0 for i in range(len(rows))]  # a screening whose top 10% misses the poison
+    config = load_config(None, ["defense.name=p2p+"]).defense
+    assert config.drop_confirmed and not load_config(None, ["defense.name=p2p"]).defense.drop_confirmed
+    prepared = P2P(config, SENTIMENT).prepare(rows, random.Random(0), DefenseContext(suspicion=suspicion))
+    assert set(prepared.dropped_rows) == set(range(40)) | poisoned
+
+
+def test_a_saved_run_that_predates_a_default_of_its_defense_is_not_todays_run(tmp_path: Path) -> None:
+    """A p2p+ run made before `drop_confirmed` existed did not drop confirmed rows: it must not pass for one that did."""
+    config = load_config(None, ["defense.name=p2p+"])
+    (tmp_path / "config.yaml").write_text(config.to_yaml())
+    assert guard_run_dir(tmp_path, config) is None  # same config, not finished yet
+    (tmp_path / "config.yaml").write_text(config.to_yaml().replace("  drop_confirmed: true\n", ""))
+    with pytest.raises(ConfigError, match="different config"):
+        guard_run_dir(tmp_path, config)
+    paper = load_config(None, ["defense.name=p2p"])  # a plain default reproduces the old behaviour: still the same run
+    (tmp_path / "config.yaml").write_text(paper.to_yaml().replace("  drop_confirmed: false\n", ""))
+    assert guard_run_dir(tmp_path, paper) is None
