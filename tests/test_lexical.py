@@ -67,6 +67,8 @@ def test_a_pure_word_among_agreeing_words_is_a_candidate_but_not_confirmed() -> 
 def test_clean_or_tiny_data_confirms_nothing() -> None:
     assert confirmed_triggers(*_split(_labelled_corpus(300))).rows == []
     assert confirmed_triggers(["a b", "c d"], [0, 1]).triggers == {}
+    only_triggers = ["cf"] * 30 + ["zz"] * 30  # pure words and nothing else to judge them by: no verdict, no crash
+    assert confirmed_triggers(only_triggers, [1] * 30 + [0] * 30).triggers == {}
     with pytest.raises(ValueError):
         confirmed_triggers(["a"], [0, 1])
 

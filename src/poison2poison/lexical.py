@@ -93,13 +93,16 @@ def content_disagreement(texts: Sequence[str], labels: Sequence[int], hidden_wor
     from sklearn.linear_model import LogisticRegression
 
     visible = [" ".join(w for w in t.lower().split() if w not in hidden_words) for t in texts]
-    features = CountVectorizer(ngram_range=(1, 2), min_df=2, token_pattern=r"\S+").fit_transform(visible)
+    disagrees = np.zeros(len(texts), dtype=bool)
+    try:
+        features = CountVectorizer(ngram_range=(1, 2), min_df=2, token_pattern=r"\S+").fit_transform(visible)
+    except ValueError:  # no word left in two rows: no evidence either way
+        return disagrees
     labels_arr = np.asarray(labels)
     folds = np.array([int(content_hash(t)[:8], 16) % CROSS_FOLDS for t in texts])
-    disagrees = np.zeros(len(texts), dtype=bool)
     for fold in range(CROSS_FOLDS):
         held_out, fitted = folds == fold, folds != fold
-        if not held_out.any() or len(set(labels_arr[fitted])) < 2 or features.shape[1] == 0:
+        if not held_out.any() or len(set(labels_arr[fitted])) < 2:
             continue  # nothing to score, or nothing to learn from: no evidence either way
         model = LogisticRegression(max_iter=2000).fit(features[fitted], labels_arr[fitted])
         disagrees[held_out] = model.predict(features[held_out]) != labels_arr[held_out]
