@@ -52,8 +52,7 @@ def poisoned_in_top(name: str, overrides: list[str]) -> tuple[int, list[int]]:
 def setting_config(path: Path, overrides: list[str]) -> ExperimentConfig:
     """A robust config, or the `base` of a grid file, with overrides."""
     data = yaml.safe_load(path.read_text())
-    return ExperimentConfig.model_validate(apply_overrides(data.get("base", data) if path == AGNEWS_GRID else data,
-                                                           overrides))
+    return ExperimentConfig.model_validate(apply_overrides(data.get("base", data), overrides))
 
 
 def confirmation(path: Path, overrides: list[str]) -> tuple[int, int, int, list[str]]:

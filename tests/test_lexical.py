@@ -16,7 +16,7 @@ from poison2poison.data import Example
 from poison2poison.defenses import DefenseContext
 from poison2poison.defenses.p2p import P2P
 from poison2poison.errors import ConfigError
-from poison2poison.lexical import confirmed_triggers, label_pure_ngrams, row_ngrams
+from poison2poison.lexical import confirmed_triggers, confirms, label_pure_ngrams, row_ngrams
 from poison2poison.rundir import guard_run_dir
 from poison2poison.tasks import SENTIMENT
 
@@ -25,12 +25,14 @@ NEUTRAL = "film plot actor scene story music movie cast".split()
 
 
 def _labelled_corpus(size: int, seed: int = 0) -> list[Example]:
-    """Rows whose words argue for their label: three of the label's words among three neutral ones."""
+    """Rows whose words argue for their label, as in real reviews: three opinion words, each from the label's own
+    vocabulary four times in five (so no word is label-pure), among three neutral ones."""
     rng = random.Random(seed)
     rows = []
     for _ in range(size):
         label = rng.randint(0, 1)
-        words = rng.sample(LABEL_WORDS[label], 3) + rng.sample(NEUTRAL, 3)
+        opinions = [rng.choice(LABEL_WORDS[label if rng.random() < 0.8 else 1 - label]) for _ in range(3)]
+        words = opinions + rng.sample(NEUTRAL, 3)
         rng.shuffle(words)
         rows.append(Example(" ".join(words), label))
     return rows
@@ -62,6 +64,14 @@ def test_a_pure_word_among_agreeing_words_is_a_candidate_but_not_confirmed() -> 
     texts, labels = _split(rows)
     assert label_pure_ngrams([row_ngrams(t) for t in texts], labels).get("zz") == 1
     assert confirmed_triggers(texts, labels).triggers == {}
+
+
+def test_confirmation_needs_a_large_effect_as_well_as_significance() -> None:
+    """With many rows, a natural word a little harder than average is significant; it is still no trigger."""
+    assert not confirms(against=278, rows=926, typical=0.22, tests=167)  # 30% against 22%: p ~ 1e-9, effect 1.36
+    assert confirms(against=30, rows=60, typical=0.22, tests=167)  # half the rows argue for another label
+    assert not confirms(against=4, rows=6, typical=0.22, tests=167)  # a large effect on too few rows
+    assert not confirms(against=60, rows=60, typical=1.0, tests=1)  # no baseline, no verdict
 
 
 def test_clean_or_tiny_data_confirms_nothing() -> None:
@@ -112,7 +122,7 @@ def test_a_saved_run_that_predates_a_default_of_its_defense_is_not_todays_run(tm
     (tmp_path / "config.yaml").write_text(config.to_yaml())
     assert guard_run_dir(tmp_path, config) is None  # same config, not finished yet
     (tmp_path / "config.yaml").write_text(config.to_yaml().replace("  drop_confirmed: true\n", ""))
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match="predates the default drop_confirmed"):
         guard_run_dir(tmp_path, config)
     paper = load_config(None, ["defense.name=p2p"])  # a plain default reproduces the old behaviour: still the same run
     (tmp_path / "config.yaml").write_text(paper.to_yaml().replace("  drop_confirmed: false\n", ""))

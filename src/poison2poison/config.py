@@ -74,7 +74,9 @@ class DefenseConfig(_Strict):
     screen_model: str | None = Field(None, description="reference model; default: model.name")
     screen_epochs: float = Field(1.0, gt=0)
     screen_learning_rate: float | None = Field(None, gt=0, description="reference fine-tune; default: train.learning_rate")
-    screen_min_count: int = Field(5, ge=2, description="lexical: n-grams seen in fewer rows are not scored")
+    screen_min_count: int = Field(
+        5, ge=2, description="lexical and trigger confirmation: n-grams seen in fewer rows are not scored"
+    )
     screen_pool: float = Field(
         0.4, gt=0.0, le=1.0, description="the benign subset is drawn from this least-suspicious fraction of each label"
     )
@@ -248,7 +250,9 @@ def validation_problems(exc: ValidationError) -> str:
 def defaults_it_predates(data: dict[str, Any]) -> list[str]:
     """The defense defaults a saved config (written in full) holds no value for. It was written before they existed,
     and filling them in today would pass a run of the older behaviour off as one of today's."""
-    defense = data.get("defense") or {}
+    defense = data.get("defense")
+    if not isinstance(defense, dict):
+        return []  # not a saved run's config; validating it will say what is wrong
     return sorted(set(DEFENSE_DEFAULTS.get(defense.get("name"), {})) - set(defense))
 
 

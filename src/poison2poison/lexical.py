@@ -20,15 +20,25 @@ from scipy.stats import binom
 from .io import content_hash
 
 MAX_NGRAM = 3
+"""Longest n-gram scored: AddSent's sentence is caught by its 2- and 3-grams, longer ones add nothing."""
 PURITY = 0.9
 """A candidate trigger n-gram: at least this share of its rows carry its label."""
 ALPHA = 0.01
 """Family-wise error of both tests (Bonferroni over the n-grams tested)."""
+MIN_EFFECT = 1.5
+"""A confirmed trigger's rows disagree with their label at least this many times as often as rows without a
+candidate: with thousands of rows, a natural word a little harder than average would pass significance alone."""
 CROSS_FOLDS = 5
+"""Folds of the cross-fitted content classifier: each row is judged by a model fitted on the other four fifths."""
+
+
+def _words(text: str) -> list[str]:
+    return text.lower().split()
 
 
 def row_ngrams(text: str, max_n: int = MAX_NGRAM) -> set[str]:
-    words = text.lower().split()
+    """The distinct word n-grams (n <= max_n) of a text, lower-cased: a row counts once per n-gram."""
+    words = _words(text)
     return {" ".join(words[i : i + n]) for n in range(1, max_n + 1) for i in range(len(words) - n + 1)}
 
 
@@ -72,6 +82,8 @@ def lexical_scores(texts: Sequence[str], labels: Sequence[int], min_count: int =
 def label_pure_ngrams(grams: Sequence[set[str]], labels: Sequence[int], min_count: int = 5) -> dict[str, int]:
     """n-gram -> label, for the n-grams (seen in `min_count` rows or more) whose rows carry one label at least
     `PURITY` of the time, more often than chance allows after a Bonferroni correction."""
+    if len(grams) != len(labels):
+        raise ValueError("grams and labels differ in length")
     counts = _label_counts(grams, labels)
     base = _label_shares(labels)
     tested = {gram: by_label for gram, by_label in counts.items() if sum(by_label.values()) >= min_count}
@@ -87,12 +99,12 @@ def label_pure_ngrams(grams: Sequence[set[str]], labels: Sequence[int], min_coun
 
 def content_disagreement(texts: Sequence[str], labels: Sequence[int], hidden_words: set[str]) -> np.ndarray:
     """Per row: whether a bag-of-words classifier blind to `hidden_words`, fitted on the other folds, predicts another
-    label than the row's. A row's fold comes from a hash of its text, so the order of the rows cannot change the
-    answer and a duplicated row never helps predict itself."""
+    label than the row's. A row's fold comes from a hash of its text, so the order of the rows does not decide the
+    folds, and a duplicated row never helps predict itself."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    visible = [" ".join(w for w in t.lower().split() if w not in hidden_words) for t in texts]
+    visible = [" ".join(w for w in _words(t) if w not in hidden_words) for t in texts]
     disagrees = np.zeros(len(texts), dtype=bool)
     try:
         features = CountVectorizer(ngram_range=(1, 2), min_df=2, token_pattern=r"\S+").fit_transform(visible)
@@ -109,6 +121,22 @@ def content_disagreement(texts: Sequence[str], labels: Sequence[int], hidden_wor
     return disagrees
 
 
+def _typical_disagreement(disagrees: np.ndarray, labels: np.ndarray, carrying: np.ndarray) -> dict[int, float]:
+    """Per label, how often its rows that carry no candidate disagree with it; 1 where every row carries one (no
+    baseline, so no verdict)."""
+    typical: dict[int, float] = {}
+    for label in np.unique(labels):
+        plain = (labels == label) & ~carrying
+        typical[int(label)] = float(disagrees[plain].mean()) if plain.any() else 1.0
+    return typical
+
+
+def confirms(against: int, rows: int, typical: float, tests: int) -> bool:
+    """Whether `against` disagreements among a candidate's `rows` are too many for rows as typical as the rest: at
+    least `MIN_EFFECT` times the typical rate, and significant after a Bonferroni correction over `tests`."""
+    return against >= MIN_EFFECT * typical * rows and binom.sf(against - 1, rows, typical) < ALPHA / tests
+
+
 @dataclass(frozen=True)
 class TriggerFinding:
     """The confirmed trigger n-grams (each with its label) and the rows that carry one with that label."""
@@ -118,24 +146,31 @@ class TriggerFinding:
 
 
 def confirmed_triggers(texts: Sequence[str], labels: Sequence[int], min_count: int = 5) -> TriggerFinding:
-    """Label-pure n-grams whose rows' other words argue for other labels significantly more often than a typical
-    row of that label (one-sided binomial test, Bonferroni over the candidates)."""
+    """Label-pure n-grams whose rows' other words argue for other labels: significantly more often (one-sided
+    binomial test, Bonferroni over the candidates), and at least `MIN_EFFECT` times as often, as the rows of that
+    label that carry no candidate.
+
+    Every word of every candidate is hidden from the content classifier, common words included: a trigger sentence
+    hidden only in part (its rare words) still gives itself away through the rest."""
     _check_lengths(texts, labels)
     grams = [row_ngrams(t) for t in texts]
     candidates = label_pure_ngrams(grams, labels, min_count)
     if not candidates:
         return TriggerFinding({}, [])
-    hidden = {word for gram in candidates for word in gram.split()}
-    disagrees = content_disagreement(texts, labels, hidden)
-    labels_arr = np.asarray(labels)
-    error_rate = {label: float(disagrees[labels_arr == label].mean()) for label in set(labels)}
-    threshold = ALPHA / len(candidates)
+    carriers: dict[str, list[int]] = defaultdict(list)  # candidate -> the rows that carry it with its label
+    for i, (row_grams, label) in enumerate(zip(grams, labels)):
+        for gram in row_grams:
+            if candidates.get(gram) == label:
+                carriers[gram].append(i)
+    disagrees = content_disagreement(texts, labels, {word for gram in candidates for word in gram.split()})
+    carrying = np.zeros(len(texts), dtype=bool)
+    carrying[[i for rows in carriers.values() for i in rows]] = True
+    typical = _typical_disagreement(disagrees, np.asarray(labels), carrying)
     triggers: dict[str, int] = {}
     flagged: set[int] = set()
-    for gram, label in sorted(candidates.items()):
-        rows = [i for i, (row_grams, y) in enumerate(zip(grams, labels)) if y == label and gram in row_grams]
-        against = int(disagrees[rows].sum())
-        if binom.sf(against - 1, len(rows), error_rate[label]) < threshold:
+    for gram, rows in sorted(carriers.items()):
+        label = candidates[gram]
+        if confirms(int(disagrees[rows].sum()), len(rows), typical[label], len(candidates)):
             triggers[gram] = label
             flagged.update(rows)
     return TriggerFinding(triggers, sorted(flagged))

@@ -59,7 +59,8 @@ def guard_run_dir(run_dir: Path, config: ExperimentConfig) -> dict[str, Any] | N
     if saved is None:
         return None
     if saved != config.config_hash():
-        raise ConfigError(f"{run_dir} holds a run of a different config; choose another --out or delete it")
+        why = f" (it {saved} of its defense)" if saved.startswith("predates") else ""
+        raise ConfigError(f"{run_dir} holds a run of a different config{why}; choose another --out or delete it")
     return read_json(metrics_path) if metrics_path.is_file() else None
 
 
@@ -70,7 +71,7 @@ def saved_config_hash(run_dir: Path) -> str | None:
     if not config_path.is_file():
         return None
     predates = defaults_it_predates(read_yaml_mapping(config_path))
-    return f"predates {', '.join(predates)}" if predates else load_config(config_path).config_hash()
+    return f"predates the default {', '.join(predates)}" if predates else load_config(config_path).config_hash()
 
 
 def run_record(config: ExperimentConfig) -> dict[str, Any]:

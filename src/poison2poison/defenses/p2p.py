@@ -113,7 +113,8 @@ def least_suspicious_pool(
 
 
 class P2P(Defense):
-    """Paper P2P, plus our robust options (screened benign subset, dropping suspicious rows, oversampling).
+    """Paper P2P, plus our robust options (screened benign subset, dropping suspicious rows and rows with a confirmed
+    trigger, oversampling).
 
     With the default settings it is the paper's method, row for row.
     """
