@@ -3,6 +3,7 @@ and which rows go. Data invariants only; how much it removes on real poisoned se
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from poison2poison.cli import app
 from poison2poison.config import DefenseConfig, load_config
 from poison2poison.data import Example
 from poison2poison.defenses import DefenseContext
@@ -127,3 +130,16 @@ def test_a_saved_run_that_predates_a_default_of_its_defense_is_not_todays_run(tm
     paper = load_config(None, ["defense.name=p2p"])  # a plain default reproduces the old behaviour: still the same run
     (tmp_path / "config.yaml").write_text(paper.to_yaml().replace("  drop_confirmed: false\n", ""))
     assert guard_run_dir(tmp_path, paper) is None
+
+
+def test_scan_lists_the_confirmed_triggers_and_writes_the_rows_that_carry_them(tmp_path: Path) -> None:
+    rows, poisoned = _poison(_labelled_corpus(400), 30, "cf")
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps({"text": e.text, "label": e.label}) + "\n" for e in rows))
+    result = CliRunner().invoke(app, ["scan", "--data", str(data), "--out", str(tmp_path / "flagged.jsonl")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "30 of 400 rows carry a confirmed trigger" in said and "│ cf" in said
+    flagged = [json.loads(line) for line in (tmp_path / "flagged.jsonl").read_text().splitlines()]
+    assert {f["row"] - 1 for f in flagged} == poisoned  # 1-based, as the rows stand in the file
+    assert all(f["triggers"] == ["cf"] and f["label"] == 1 for f in flagged)

@@ -83,6 +83,36 @@ def defend(
 
 
 @app.command()
+def scan(
+    data: Path = typer.Option(..., "--data", help="A labelled file (.jsonl with sentence/text + label, or .tsv)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the rows that carry a confirmed trigger (.jsonl)."),
+    min_count: int = typer.Option(5, "--min-count", min=2, help="n-grams in fewer rows are not tested."),
+) -> None:
+    """Look for planted word or sentence triggers in labelled data, without training (trigger confirmation, as
+    `p2p+` leaves them out). Syntactic and style triggers have no n-gram and are not found this way."""
+    from .data.catalog import read_user_data
+    from .io import atomic_write_jsonl
+    from .lexical import confirmed_triggers, row_ngrams
+
+    rows = read_user_data(data)
+    finding = confirmed_triggers([e.text for e in rows], [e.label for e in rows], min_count)
+    found = Table(title="confirmed triggers")
+    for column in ("n-gram", "label", "rows"):
+        found.add_column(column, justify="left" if column == "n-gram" else "right")
+    for gram, label in sorted(finding.triggers.items()):
+        carried = sum(1 for e in rows if e.label == label and gram in row_ngrams(e.text))
+        found.add_row(gram, str(label), str(carried))
+    Console().print(found)
+    Console().print(f"{len(finding.rows)} of {len(rows)} rows carry a confirmed trigger ({data})")
+    if out is not None:
+        atomic_write_jsonl(out, ({
+            "row": i + 1, "text": rows[i].text, "label": rows[i].label,
+            "triggers": sorted(g for g in row_ngrams(rows[i].text) if finding.triggers.get(g) == rows[i].label),
+        } for i in finding.rows))
+        Console().print(f"flagged rows: {out}")
+
+
+@app.command()
 def predict(
     directory: Path = typer.Argument(..., help="A folder written by `p2p defend` or `p2p run`."),
     input_: Optional[Path] = typer.Option(None, "--input", help=".txt (a text per line) or .jsonl with sentence/text."),
