@@ -240,3 +240,15 @@ def test_reference_screening_is_reproducible(data_dir: Path) -> None:
     first, _ = screen_rows(config, SENTIMENT, train)
     second, _ = screen_rows(config, SENTIMENT, train)
     assert np.array_equal(first, second)  # the reference model is seeded, so the same rows are dropped every run
+
+
+def test_every_row_of_the_robust_table_is_a_valid_config_on_every_setting() -> None:
+    """Each row is one `p2p run` command (benchmarks/robust_table.sh): a mistyped key would fail a cell hours in."""
+    root = Path(__file__).resolve().parent.parent
+    rows = [line.split() for line in (root / "benchmarks" / "robust_rows.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert len({name for name, *_ in rows}) == len(rows)  # names are the run folders: no two rows share one
+    for setting in sorted((root / "configs" / "robust").glob("*.yaml")):
+        for name, *overrides in rows:
+            config = load_config(setting, overrides)
+            assert config.defense.name in ("none", "p2p", "p2p+"), (setting.name, name)
