@@ -143,3 +143,14 @@ def test_scan_lists_the_confirmed_triggers_and_writes_the_rows_that_carry_them(t
     flagged = [json.loads(line) for line in (tmp_path / "flagged.jsonl").read_text().splitlines()]
     assert {f["row"] - 1 for f in flagged} == poisoned  # 1-based, as the rows stand in the file
     assert all(f["triggers"] == ["cf"] and f["label"] == 1 for f in flagged)
+
+
+def test_a_trigger_in_few_rows_is_found_by_the_second_pass_and_a_rare_natural_word_is_not() -> None:
+    """A low poison rate leaves each trigger word in a dozen rows: too few for the first test's correction."""
+    rows, poisoned = _poison(_labelled_corpus(400), 12, "cf")
+    positives = [i for i, e in enumerate(rows) if e.label == 1 and i not in poisoned][:12]
+    rows = [Example(f"{e.text} zz", 1) if i in positives else e for i, e in enumerate(rows)]
+    texts, labels = _split(rows)
+    assert "cf" not in label_pure_ngrams([row_ngrams(t) for t in texts], labels)  # the first pass cannot see it
+    finding = confirmed_triggers(texts, labels)
+    assert finding.triggers == {"cf": 1} and set(finding.rows) == poisoned

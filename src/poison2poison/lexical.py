@@ -145,16 +145,46 @@ class TriggerFinding:
     rows: list[int]
 
 
+def rare_pure_words(grams: Sequence[set[str]], labels: Sequence[int], known: set[str], min_count: int = 5) -> dict[str, int]:
+    """word -> label, for single words (not in `known`, seen in `min_count` rows or more) whose rows all carry one
+    label, less likely than `ALPHA` by chance. Uncorrected: the confirmation that follows is corrected over these."""
+    if len(grams) != len(labels):
+        raise ValueError("grams and labels differ in length")
+    counts = _label_counts([{g for g in row if " " not in g} for row in grams], labels)
+    base = _label_shares(labels)
+    threshold = math.log(ALPHA)
+    pure: dict[str, int] = {}
+    for word, by_label in counts.items():
+        if len(by_label) != 1 or word in known:
+            continue
+        ((label, hits),) = by_label.items()
+        if hits >= min_count and binom.logsf(hits - 1, hits, base[label]) <= threshold:
+            pure[word] = label
+    return pure
+
+
 def confirmed_triggers(texts: Sequence[str], labels: Sequence[int], min_count: int = 5) -> TriggerFinding:
     """Label-pure n-grams whose rows' other words argue for other labels: significantly more often (one-sided
     binomial test, Bonferroni over the candidates), and at least `MIN_EFFECT` times as often, as the rows of that
     label that carry no candidate.
 
-    Every word of every candidate is hidden from the content classifier, common words included: a trigger sentence
-    hidden only in part (its rare words) still gives itself away through the rest."""
+    A second pass looks for what a low poison rate leaves: trigger words in a dozen or two rows each, too few to pass
+    the first test's correction over every n-gram. Its candidates are single words whose rows all carry one label;
+    they face the same confirmation, with the first pass's triggers hidden and their rows out of the baseline."""
     _check_lengths(texts, labels)
     grams = [row_ngrams(t) for t in texts]
-    candidates = label_pure_ngrams(grams, labels, min_count)
+    first = _confirm(texts, labels, grams, label_pure_ngrams(grams, labels, min_count), TriggerFinding({}, []))
+    second = _confirm(texts, labels, grams, rare_pure_words(grams, labels, set(first.triggers), min_count), first)
+    return TriggerFinding({**first.triggers, **second.triggers}, sorted(set(first.rows) | set(second.rows)))
+
+
+def _confirm(
+    texts: Sequence[str], labels: Sequence[int], grams: Sequence[set[str]], candidates: dict[str, int],
+    known: TriggerFinding,
+) -> TriggerFinding:
+    """The candidates whose rows' other words argue for other labels. Every word of every candidate (and of the
+    `known` triggers) is hidden from the content classifier, common words included: a trigger sentence hidden only
+    in part (its rare words) still gives itself away through the rest."""
     if not candidates:
         return TriggerFinding({}, [])
     carriers: dict[str, list[int]] = defaultdict(list)  # candidate -> the rows that carry it with its label
@@ -162,9 +192,10 @@ def confirmed_triggers(texts: Sequence[str], labels: Sequence[int], min_count: i
         for gram in row_grams:
             if candidates.get(gram) == label:
                 carriers[gram].append(i)
-    disagrees = content_disagreement(texts, labels, {word for gram in candidates for word in gram.split()})
+    hidden = {word for gram in [*candidates, *known.triggers] for word in gram.split()}
+    disagrees = content_disagreement(texts, labels, hidden)
     carrying = np.zeros(len(texts), dtype=bool)
-    carrying[[i for rows in carriers.values() for i in rows]] = True
+    carrying[[i for rows in carriers.values() for i in rows] + list(known.rows)] = True
     typical = _typical_disagreement(disagrees, np.asarray(labels), carrying)
     triggers: dict[str, int] = {}
     flagged: set[int] = set()
