@@ -92,7 +92,7 @@ def scan(
     `p2p+` leaves them out). Syntactic and style triggers have no n-gram and are not found this way."""
     from .data.catalog import read_user_data
     from .io import atomic_write_jsonl
-    from .lexical import confirmed_triggers, row_ngrams
+    from .lexical import confirmed_triggers
 
     rows = read_user_data(data)
     finding = confirmed_triggers([e.text for e in rows], [e.label for e in rows], min_count)
@@ -100,15 +100,16 @@ def scan(
     for column in ("n-gram", "label", "rows"):
         found.add_column(column, justify="left" if column == "n-gram" else "right")
     for gram, label in sorted(finding.triggers.items()):
-        carried = sum(1 for e in rows if e.label == label and gram in row_ngrams(e.text))
-        found.add_row(gram, str(label), str(carried))
+        found.add_row(gram, str(label), str(len(finding.carriers[gram])))
     Console().print(found)
     Console().print(f"{len(finding.rows)} of {len(rows)} rows carry a confirmed trigger ({data})")
     if out is not None:
-        atomic_write_jsonl(out, ({
-            "row": i + 1, "text": rows[i].text, "label": rows[i].label,
-            "triggers": sorted(g for g in row_ngrams(rows[i].text) if finding.triggers.get(g) == rows[i].label),
-        } for i in finding.rows))
+        carried: dict[int, list[str]] = {}
+        for gram, carrying in sorted(finding.carriers.items()):
+            for i in carrying:
+                carried.setdefault(i, []).append(gram)
+        atomic_write_jsonl(out, ({"row": i + 1, "text": rows[i].text, "label": rows[i].label, "triggers": carried[i]}
+                                 for i in finding.rows))
         Console().print(f"flagged rows: {out}")
 
 

@@ -54,9 +54,9 @@ def _label_shares(labels: Sequence[int]) -> dict[int, float]:
     return {label: sum(1 for y in labels if y == label) / len(labels) for label in set(labels)}
 
 
-def _check_lengths(texts: Sequence[str], labels: Sequence[int]) -> None:
-    if len(texts) != len(labels):
-        raise ValueError("texts and labels differ in length")
+def _check_lengths(rows: Sequence[object], labels: Sequence[int], what: str = "texts") -> None:
+    if len(rows) != len(labels):
+        raise ValueError(f"{what} and labels differ in length")
 
 
 def lexical_scores(texts: Sequence[str], labels: Sequence[int], min_count: int = 5) -> np.ndarray:
@@ -82,8 +82,7 @@ def lexical_scores(texts: Sequence[str], labels: Sequence[int], min_count: int =
 def label_pure_ngrams(grams: Sequence[set[str]], labels: Sequence[int], min_count: int = 5) -> dict[str, int]:
     """n-gram -> label, for the n-grams (seen in `min_count` rows or more) whose rows carry one label at least
     `PURITY` of the time, more often than chance allows after a Bonferroni correction."""
-    if len(grams) != len(labels):
-        raise ValueError("grams and labels differ in length")
+    _check_lengths(grams, labels, "grams")
     counts = _label_counts(grams, labels)
     base = _label_shares(labels)
     tested = {gram: by_label for gram, by_label in counts.items() if sum(by_label.values()) >= min_count}
@@ -139,17 +138,22 @@ def confirms(against: int, rows: int, typical: float, tests: int) -> bool:
 
 @dataclass(frozen=True)
 class TriggerFinding:
-    """The confirmed trigger n-grams (each with its label) and the rows that carry one with that label."""
+    """The confirmed trigger n-grams, each with its label and the rows that carry it with that label."""
 
     triggers: dict[str, int]
-    rows: list[int]
+    carriers: dict[str, list[int]]
+
+    @property
+    def rows(self) -> list[int]:
+        """Every row that carries a confirmed trigger with its label, once."""
+        return sorted({i for rows in self.carriers.values() for i in rows})
+
 
 
 def rare_pure_words(grams: Sequence[set[str]], labels: Sequence[int], known: set[str], min_count: int = 5) -> dict[str, int]:
     """word -> label, for single words (not in `known`, seen in `min_count` rows or more) whose rows all carry one
     label, less likely than `ALPHA` by chance. Uncorrected: the confirmation that follows is corrected over these."""
-    if len(grams) != len(labels):
-        raise ValueError("grams and labels differ in length")
+    _check_lengths(grams, labels, "grams")
     counts = _label_counts([{g for g in row if " " not in g} for row in grams], labels)
     base = _label_shares(labels)
     threshold = math.log(ALPHA)
@@ -173,9 +177,9 @@ def confirmed_triggers(texts: Sequence[str], labels: Sequence[int], min_count: i
     they face the same confirmation, with the first pass's triggers hidden and their rows out of the baseline."""
     _check_lengths(texts, labels)
     grams = [row_ngrams(t) for t in texts]
-    first = _confirm(texts, labels, grams, label_pure_ngrams(grams, labels, min_count), TriggerFinding({}, []))
+    first = _confirm(texts, labels, grams, label_pure_ngrams(grams, labels, min_count), TriggerFinding({}, {}))
     second = _confirm(texts, labels, grams, rare_pure_words(grams, labels, set(first.triggers), min_count), first)
-    return TriggerFinding({**first.triggers, **second.triggers}, sorted(set(first.rows) | set(second.rows)))
+    return TriggerFinding({**first.triggers, **second.triggers}, {**first.carriers, **second.carriers})
 
 
 def _confirm(
@@ -186,7 +190,7 @@ def _confirm(
     `known` triggers) is hidden from the content classifier, common words included: a trigger sentence hidden only
     in part (its rare words) still gives itself away through the rest."""
     if not candidates:
-        return TriggerFinding({}, [])
+        return TriggerFinding({}, {})
     carriers: dict[str, list[int]] = defaultdict(list)  # candidate -> the rows that carry it with its label
     for i, (row_grams, label) in enumerate(zip(grams, labels)):
         for gram in row_grams:
@@ -197,11 +201,6 @@ def _confirm(
     carrying = np.zeros(len(texts), dtype=bool)
     carrying[[i for rows in carriers.values() for i in rows] + list(known.rows)] = True
     typical = _typical_disagreement(disagrees, np.asarray(labels), carrying)
-    triggers: dict[str, int] = {}
-    flagged: set[int] = set()
-    for gram, rows in sorted(carriers.items()):
-        label = candidates[gram]
-        if confirms(int(disagrees[rows].sum()), len(rows), typical[label], len(candidates)):
-            triggers[gram] = label
-            flagged.update(rows)
-    return TriggerFinding(triggers, sorted(flagged))
+    confirmed = {gram: rows for gram, rows in sorted(carriers.items())
+                 if confirms(int(disagrees[rows].sum()), len(rows), typical[candidates[gram]], len(candidates))}
+    return TriggerFinding({gram: candidates[gram] for gram in confirmed}, confirmed)
