@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from poison2poison import DefendedModel, defend, load_config, run_experiment
@@ -103,27 +104,69 @@ def test_a_resumed_run_keeps_its_secret_trigger(tmp_path: Path) -> None:
     assert read_json(other / "p2p.json")["inference"]["trigger"] != trigger  # each run draws its own
 
 
-def test_interrupted_training_resumes_from_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _crash_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
     from poison2poison import training
 
-    config = load_config(None, TINY + ["defense.name=none"])
     original = training.RichProgress.on_step_end
 
-    def crash_after_a_checkpoint(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+    def crash(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         original(self, args, state, control, **kwargs)
-        if state.global_step == 7:
+        if state.global_step == step:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(training.RichProgress, "on_step_end", crash_after_a_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(config, tmp_path)
+    monkeypatch.setattr(training.RichProgress, "on_step_end", crash)
+
+
+def test_interrupted_training_resumes_from_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(None, TINY + ["defense.name=none"])
+    with monkeypatch.context() as patch:
+        _crash_at_step(patch, 7)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(config, tmp_path)
     assert (tmp_path / "checkpoints" / "checkpoint-5").is_dir() and not (tmp_path / "metrics.json").exists()
-    monkeypatch.setattr(training.RichProgress, "on_step_end", original)
     metrics = run_experiment(config, tmp_path)
     assert "resuming fine-tuning from" in (tmp_path / "log.txt").read_text()
     assert metrics["train_steps"] == 10  # 160 rows / batch 16, one epoch: the resumed run finished the schedule
     assert metrics["resumed_from_step"] == 5  # its seconds cover steps 6 to 10: the report does not compare them
     assert "(1 resumed)" in markdown_table(collect_metrics([tmp_path]))  # `p2p table` does not pass its seconds off as a whole fine-tune
+
+
+def _weights(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "model" / "model.safetensors")
+
+
+GROUPED = TINY + ["defense.name=none", "data.train_size=96", "train.epochs=2", "train.group_by_length=true"]
+
+
+@pytest.fixture(scope="module")
+def grouped_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    run_dir = tmp_path_factory.mktemp("whole")
+    return run_dir, run_experiment(load_config(None, GROUPED), run_dir)
+
+
+@pytest.mark.parametrize("old_checkpoint", [False, True])
+def test_a_length_grouped_run_resumed_mid_epoch_ends_with_the_uninterrupted_weights(
+    grouped_run: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old_checkpoint: bool
+) -> None:
+    from poison2poison.training import ORDER_STATE_FILE
+
+    config = load_config(None, GROUPED)
+    with monkeypatch.context() as patch:
+        _crash_at_step(patch, 11)  # 6 steps an epoch: checkpoint-10 lies in the second epoch
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(config, tmp_path / "cut")
+    checkpoint = tmp_path / "cut" / "checkpoints" / "checkpoint-10"
+    assert (checkpoint / ORDER_STATE_FILE).is_file()
+    if old_checkpoint:  # written before the order was saved: it cannot resume on the same batches
+        (checkpoint / ORDER_STATE_FILE).unlink()
+    resumed = run_experiment(config, tmp_path / "cut")
+    assert resumed["resumed_from_step"] == (0 if old_checkpoint else 10)
+    assert ("starts over" in (tmp_path / "cut" / "log.txt").read_text()) == old_checkpoint
+    expected, got = _weights(grouped_run[0]), _weights(tmp_path / "cut")
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+    assert resumed["clean_accuracy"] == grouped_run[1]["clean_accuracy"]
 
 
 def user_file(tmp_path: Path, data_dir: Path) -> Path:

@@ -20,7 +20,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from safetensors.torch import load_file, save_file
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 from transformers.trainer_utils import get_last_checkpoint
 
 from .config import ModelConfig, TrainConfig
@@ -43,6 +45,8 @@ from .prompting import (
 from .rundir import is_main_process
 
 log = logging.getLogger(__name__)
+
+ORDER_STATE_FILE = "epoch_order_rng.safetensors"
 
 
 class RichProgress(TrainerCallback):
@@ -100,6 +104,77 @@ def encode_training_samples(loaded: LoadedModel, samples: Sequence[Sample], max_
     return features
 
 
+class _ReplayableLengthGroupedSampler(LengthGroupedSampler):
+    """The Trainer's length-grouped order, drawn from the global RNG at each epoch's start exactly as the Trainer's own
+    sampler draws it (so an uninterrupted run is unchanged), but remembering the RNG state it drew from.
+
+    The Trainer's sampler gets no generator: a run resumed mid-epoch would draw that epoch's order again from whatever
+    state the restart left, and train on other batches than the uninterrupted run. Replaying the saved state gives the
+    same batches, so a resumed run ends with the same weights.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], replay: tuple[int, torch.Tensor] | None) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.epoch = 0
+        self.drawn_from: tuple[int, torch.Tensor] | None = None
+        self._replay = replay
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        generator = None
+        if self._replay is not None and self._replay[0] == self.epoch:
+            state = self._replay[1]
+            generator = torch.Generator()
+            generator.set_state(state)
+        else:
+            state = torch.get_rng_state()
+        self._replay = None
+        self.drawn_from = (self.epoch, state)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+class _ResumableTrainer(Trainer):
+    """A Trainer whose length-grouped runs resume mid-epoch on the same batches (see the sampler above): each
+    checkpoint also keeps the RNG state the current epoch's order was drawn from."""
+
+    def __init__(self, *args: Any, order_replay: tuple[int, torch.Tensor] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._order_replay = order_replay
+        self._sampler: _ReplayableLengthGroupedSampler | None = None
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            sampler = self._sampler = _ReplayableLengthGroupedSampler(sampler.batch_size, sampler.lengths,
+                                                                      self._order_replay)
+        return sampler
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        if self._sampler is not None and self._sampler.drawn_from is not None and is_main_process():
+            epoch, state = self._sampler.drawn_from
+            save_file({"epoch": torch.tensor([epoch]), "state": state}, str(Path(output_dir) / ORDER_STATE_FILE))
+
+
+def _resumable_checkpoint(checkpoint_dir: Path, group_by_length: bool) -> tuple[str | None, tuple[int, torch.Tensor] | None]:
+    """The newest checkpoint and the epoch order state saved with it. A length-grouped run's checkpoint written
+    before that state was saved cannot resume on the same batches, so it is removed and the fine-tune starts over."""
+    last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    if last is None or not group_by_length:
+        return last, None
+    order_file = Path(last) / ORDER_STATE_FILE
+    if not order_file.is_file():
+        log.warning("checkpoint %s has no saved batch order (written by an older version); a resumed run would "
+                    "train on other batches than an uninterrupted one, so the fine-tune starts over", last)
+        if is_main_process():
+            shutil.rmtree(last)
+        return None, None
+    saved = load_file(str(order_file))
+    return last, (int(saved["epoch"][0]), saved["state"])
+
+
 def fine_tune(
     loaded: LoadedModel, features: list[dict[str, Any]], config: TrainConfig, seed: int, checkpoint_dir: Path,
     loss: TrainLoss | None = None,
@@ -131,17 +206,18 @@ def fine_tune(
         # Without an accelerator, say so: then torchrun / `accelerate launch` processes join one gloo DDP group.
         use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
     )
-    trainer = Trainer(
+    last, order_replay = _resumable_checkpoint(checkpoint_dir, config.group_by_length)
+    trainer = _ResumableTrainer(
         model=loaded.model,
         args=args,
         train_dataset=_FeatureList(features),
         data_collator=PaddingCollator(loaded.tokenizer.pad_token_id, side="right"),
         callbacks=[RichProgress()],
+        order_replay=order_replay,
     )
     trainer.remove_callback(PrinterCallback)  # RichProgress reports instead of raw dicts on stdout
     if loss is not None:
         trainer.compute_loss_func = _loss_on_outputs(loss, trainer, causal=loaded.kind == "causal")
-    last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
     if last:
         log.info("resuming fine-tuning from %s", last)
     output = trainer.train(resume_from_checkpoint=last)
