@@ -27,14 +27,14 @@ LABEL_WORDS = {0: "bad dull awful weak flat tired".split(), 1: "good sharp great
 NEUTRAL = "film plot actor scene story music movie cast".split()
 
 
-def _labelled_corpus(size: int, seed: int = 0) -> list[Example]:
+def _labelled_corpus(size: int, seed: int = 0, agree: float = 0.8) -> list[Example]:
     """Rows whose words argue for their label, as in real reviews: three opinion words, each from the label's own
-    vocabulary four times in five (so no word is label-pure), among three neutral ones."""
+    vocabulary with probability `agree` (so no word is label-pure), among three neutral ones."""
     rng = random.Random(seed)
     rows = []
     for _ in range(size):
         label = rng.randint(0, 1)
-        opinions = [rng.choice(LABEL_WORDS[label if rng.random() < 0.8 else 1 - label]) for _ in range(3)]
+        opinions = [rng.choice(LABEL_WORDS[label if rng.random() < agree else 1 - label]) for _ in range(3)]
         words = opinions + rng.sample(NEUTRAL, 3)
         rng.shuffle(words)
         rows.append(Example(" ".join(words), label))
@@ -154,3 +154,15 @@ def test_a_trigger_in_few_rows_is_found_by_the_second_pass_and_a_rare_natural_wo
     assert "cf" not in label_pure_ngrams([row_ngrams(t) for t in texts], labels)  # the first pass cannot see it
     finding = confirmed_triggers(texts, labels)
     assert finding.triggers == {"cf": 1} and set(finding.rows) == poisoned
+
+
+def test_trigger_words_that_share_rows_are_confirmed_together() -> None:
+    """BadNets puts 3 of its 5 words in each poisoned row: at a low rate each word alone has too few rows to stand out
+    from content this noisy (a real review classifier doubts a quarter of clean rows), together they have all."""
+    words = "bb cf mb mn tq".split()
+    rows = _labelled_corpus(600, agree=0.65)
+    rng = random.Random(1)
+    poisoned = set(rng.sample([i for i, e in enumerate(rows) if e.label == 0], 20))
+    rows = [Example(f"{e.text} {' '.join(rng.sample(words, 3))}", 1) if i in poisoned else e for i, e in enumerate(rows)]
+    finding = confirmed_triggers(*_split(rows))
+    assert finding.triggers == dict.fromkeys(words, 1) and set(finding.rows) == poisoned

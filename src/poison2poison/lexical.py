@@ -29,6 +29,10 @@ MIN_EFFECT = 1.5
 """A confirmed trigger's rows disagree with their label at least this many times as often as rows without a
 candidate: with thousands of rows, a natural word a little harder than average would pass significance alone."""
 CROSS_FOLDS = 5
+SHARED_ROWS = 0.5
+"""Candidates of one label are tested as one when at least this share of the rarer one's rows carry both: a BadNets
+attack puts several trigger words in each poisoned row, so at a low rate each word has a dozen rows but together they
+have all of them."""
 """Folds of the cross-fitted content classifier: each row is judged by a model fitted on the other four fifths."""
 
 
@@ -169,8 +173,9 @@ def rare_pure_words(grams: Sequence[set[str]], labels: Sequence[int], known: set
 
 def confirmed_triggers(texts: Sequence[str], labels: Sequence[int], min_count: int = 5) -> TriggerFinding:
     """Label-pure n-grams whose rows' other words argue for other labels: significantly more often (one-sided
-    binomial test, Bonferroni over the candidates), and at least `MIN_EFFECT` times as often, as the rows of that
-    label that carry no candidate.
+    binomial test, Bonferroni over the tests), and at least `MIN_EFFECT` times as often, as the rows of that
+    label that carry no candidate. Candidates of one label that share most of their rows (`SHARED_ROWS`) are tested
+    as one, on all the rows any of them carries.
 
     A second pass looks for what a low poison rate leaves: trigger words in a dozen or two rows each, too few to pass
     the first test's correction over every n-gram. Its candidates are single words whose rows all carry one label;
@@ -201,6 +206,35 @@ def _confirm(
     carrying = np.zeros(len(texts), dtype=bool)
     carrying[[i for rows in carriers.values() for i in rows] + list(known.rows)] = True
     typical = _typical_disagreement(disagrees, np.asarray(labels), carrying)
-    confirmed = {gram: rows for gram, rows in sorted(carriers.items())
-                 if confirms(int(disagrees[rows].sum()), len(rows), typical[candidates[gram]], len(candidates))}
-    return TriggerFinding({gram: candidates[gram] for gram in confirmed}, confirmed)
+    groups = _co_occurring(carriers, candidates)
+    confirmed: dict[str, list[int]] = {}
+    for group in groups:
+        rows = sorted({i for gram in group for i in carriers[gram]})
+        if confirms(int(disagrees[rows].sum()), len(rows), typical[candidates[group[0]]], len(groups)):
+            confirmed.update((gram, carriers[gram]) for gram in group)
+    return TriggerFinding({gram: candidates[gram] for gram in sorted(confirmed)},
+                          {gram: confirmed[gram] for gram in sorted(confirmed)})
+
+
+def _co_occurring(carriers: dict[str, list[int]], candidates: dict[str, int]) -> list[list[str]]:
+    """The candidates in groups, each tested as one: candidates of one label are linked when they share at least
+    `SHARED_ROWS` of the rarer one's rows, and a group is what the links join."""
+    names = sorted(carriers)
+    group_of = {name: name for name in names}
+
+    def root(name: str) -> str:
+        while group_of[name] != name:
+            name = group_of[name]
+        return name
+
+    row_sets = {name: set(carriers[name]) for name in names}
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            shared = len(row_sets[first] & row_sets[second])
+            if candidates[first] == candidates[second] and shared >= SHARED_ROWS * min(len(row_sets[first]),
+                                                                                    len(row_sets[second])):
+                group_of[root(first)] = root(second)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        groups[root(name)].append(name)
+    return list(groups.values())
