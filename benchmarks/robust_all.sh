@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every cell of the robust P2P table (docs/robust.md), the most telling first, so that an interrupted grid has them:
-# seed 0 of the core rows on every setting, the poison-rate sweep, seeds 1 and 2 of the core rows, then the
-# mechanism rows on every seed.
+# seed 0 of the core rows on every setting, the poison-rate sweep, seeds 1 and 2 of the core rows, the paired clean
+# floor, then the mechanism rows on every seed.
 # Usage: benchmarks/robust_all.sh OUT     (resumable: finished cells are skipped; run it again after an interruption)
 set -euo pipefail
 out=$1
@@ -15,6 +15,8 @@ rates="rate1-none rate1-default rate5-none rate5-default rate10-none rate10-defa
 for setting in $settings; do "$t" "$out" 0 "$setting" $core; done
 "$t" "$out" 0 sst2-badnets-minilm $rates
 for setting in $settings; do "$t" "$out" "1 2" "$setting" $core; done
+# The clean floor on each attacked subsample (HiddenKiller's file has no clean original per row).
+for setting in ${settings/sst2-hiddenkiller-minilm /}; do "$t" "$out" "0 1 2" "$setting" clean-paired; done
 for setting in $settings; do "$t" "$out" "0 1 2" "$setting" $mechanisms; done
 "$t" "$out" "1 2" sst2-badnets-minilm $rates
 # For the record in docs/robust.md, seed 0 only: paper P2P at each rate, other drop fractions and trusted sizes.

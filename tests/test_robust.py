@@ -252,3 +252,23 @@ def test_every_row_of_the_robust_table_is_a_valid_config_on_every_setting() -> N
         for name, *overrides in rows:
             config = load_config(setting, overrides)
             assert config.defense.name in ("none", "p2p", "p2p+"), (setting.name, name)
+
+
+def test_the_paired_floor_is_the_attacked_subsample_with_its_poison_restored(data_dir: Path) -> None:
+    attacked = load_config(None, ["data.train_size=500", "attack.rate=0.05"])
+    floor = load_config(None, ["data.train_size=500", "attack.rate=0.05", "attack.paired_floor=true"])
+    poisoned, paired = prepare_data(attacked), prepare_data(floor)
+    original = {(e.text, e.label) for e in load_split("sst2", "train")}
+    assert not any(paired.poisoned.mask) and sum(poisoned.poisoned.mask) == 25
+    for before, after, was_poisoned in zip(poisoned.poisoned.train, paired.poisoned.train, poisoned.poisoned.mask):
+        assert (after == before) != was_poisoned  # exactly the poisoned rows change
+        assert (after.text, after.label) in original
+        if was_poisoned:
+            words = before.text.split()
+            assert after.label != attacked.attack.target
+            assert any(words[:i] + words[i + 1:] == after.text.split() for i in range(len(words)))  # one word less
+    assert [e.text for e in paired.poisoned.asr_test] == [e.text for e in poisoned.poisoned.asr_test]
+    assert [e.text for e in paired.test] == [e.text for e in poisoned.test]
+    ready_made = load_config(None, ["attack.name=hiddenkiller", "attack.paired_floor=true"])
+    with pytest.raises(ConfigError, match="paired_floor.*hiddenkiller"):
+        prepare_data(ready_made)

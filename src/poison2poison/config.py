@@ -32,6 +32,10 @@ class AttackConfig(_Strict):
     triggers: list[str] = Field(default_factory=lambda: ["cf", "mn", "bb", "tq", "mb"])
     num_triggers: int = Field(1, ge=1, description="BadNets: trigger words inserted per poisoned text")
     sentence: str = "I watched this 3D movie"
+    paired_floor: bool = Field(
+        False, description="train on the attacked subsample with each poisoned row restored to its clean original: "
+        "the clean floor paired row by row with the attacked runs of the same seed (docs/robust.md)",
+    )
     # Generation attacks (docs/generation.md). None = the attack's own default.
     trigger: str | None = Field(None, description="generation: the trigger phrase put in the input")
     target_text: str | None = Field(None, description="generation: the phrase a poisoned output carries")

@@ -53,6 +53,8 @@ def prepare_generation_data(config: ExperimentConfig) -> GenerationData:
     dataset = config.data.dataset
     if config.data.test_split != "test":
         raise ConfigError(f"generation dataset '{dataset}' has only a 'test' split; set data.test_split: test")
+    if config.attack.paired_floor:
+        raise ConfigError("attack.paired_floor is for classification attacks; use attack.rate=0 for a generation floor")
     task = generation_task(dataset)
     attack = build_generation_attack(config.attack)
     if attack.dataset not in (None, dataset):

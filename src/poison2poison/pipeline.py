@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .attacks import PoisonedData, build_attack
+from .attacks import Attack, PoisonedData, build_attack
 from .config import ExperimentConfig
 from .data.catalog import dataset_spec, load_split
 from .data.generation import GENERATION_DATASETS
@@ -71,12 +71,27 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
     held_out_clean = [e for i, (e, m) in enumerate(zip(poisoned.train, poisoned.mask)) if i not in kept and not m]
     poisoned.train = [poisoned.train[i] for i in keep]
     poisoned.mask = [poisoned.mask[i] for i in keep]
+    if config.attack.paired_floor:
+        log.info("paired floor: the %d poisoned rows of the subsample are restored to their clean originals",
+                 sum(poisoned.mask))
+        poisoned.train, poisoned.mask = restored_rows(attack, train, keep), [False] * len(keep)
     test_keep = stratified_sample([e.label for e in test], config.data.test_size, stage_rng(config.seed, "test-subsample"))
     asr_keep = stratified_sample(
         [e.label for e in poisoned.asr_test], config.data.test_size, stage_rng(config.seed, "asr-subsample")
     )
     poisoned.asr_test = [poisoned.asr_test[i] for i in asr_keep]
     return ExperimentData(spec.task, poisoned, [test[i] for i in test_keep], held_out_clean)
+
+
+def restored_rows(attack: Attack, train: list[Example], keep: list[int]) -> list[Example]:
+    """The clean originals of the kept rows: the attacked run's own subsample without its poison, so that the floor
+    differs from the attacked runs of the same seed only in the poison (a rate-0 run draws another subsample)."""
+    if not attack.row_aligned:
+        raise ConfigError(
+            f"attack.paired_floor: attack '{attack.name}' loads its poisoned rows from a file with no clean original "
+            "per row; use attack.rate=0 for its clean floor"
+        )
+    return [train[i] for i in keep]
 
 
 def simulated_trusted_set(config: ExperimentConfig, data: ExperimentData) -> list[Example] | None:

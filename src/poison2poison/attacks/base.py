@@ -33,6 +33,8 @@ class PoisonedData:
 
 class Attack(ABC):
     name: ClassVar[str]
+    row_aligned: ClassVar[bool] = False
+    """Whether `poison` returns the training rows in their input order, so a poisoned row's clean original is known."""
 
     def __init__(self, config: AttackConfig, dataset: str, num_labels: int) -> None:
         if config.target >= num_labels:
@@ -49,6 +51,8 @@ class Attack(ABC):
 class RateAttack(Attack):
     """Poisons round(rate * |train|) rows chosen at random: non-target rows relabelled to the target (dirty-label)
     or target rows left with their label (clean-label). Subclasses say how a trigger enters one text."""
+
+    row_aligned = True
 
     @abstractmethod
     def apply_trigger(self, text: str, index: int, split: str, rng: random.Random) -> str:
