@@ -1,6 +1,6 @@
 """The robust P2P table across settings, and the goal check of the default (docs/robust.md).
 
-Usage: python benchmarks/robust_summary.py OUT [--rows ROW ...]
+Usage: python benchmarks/robust_summary.py OUT [--rows ROW ...] [--settings SETTING ...]
 Reads the finished cells OUT/SETTING/ROW/seedK (as benchmarks/robust_table.sh writes them) and prints two Markdown
 tables: CA / ASR, mean ± std over the seeds that finished, one column per setting; then, for `default` (`p2p+`)
 against the clean floor of its setting, how far CA and ASR are from the goal (CA within 1 point of the clean model,
@@ -42,12 +42,12 @@ def cell(runs: list[dict[str, Any]]) -> str:
     return f"{ca} / {asr} ({len(runs)})"
 
 
-def results_table(out: Path, rows: list[str]) -> str:
-    groups = {setting: collect_metrics([out / setting]) if (out / setting).is_dir() else {} for setting in SETTINGS}
+def results_table(out: Path, rows: list[str], settings: list[str]) -> str:
+    groups = {setting: collect_metrics([out / setting]) if (out / setting).is_dir() else {} for setting in settings}
     present = [row for row in rows if any(row in g for g in groups.values())]
-    lines = ["| row | " + " | ".join(SETTINGS.values()) + " |", "|---" * (len(SETTINGS) + 1) + "|"]
+    lines = ["| row | " + " | ".join(SETTINGS[s] for s in settings) + " |", "|---" * (len(settings) + 1) + "|"]
     for row in present:
-        lines.append(f"| {row} | " + " | ".join(cell(groups[s].get(row, [])) for s in SETTINGS) + " |")
+        lines.append(f"| {row} | " + " | ".join(cell(groups[s].get(row, [])) for s in settings) + " |")
     return "\n".join(lines)
 
 
@@ -80,9 +80,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the folder robust_table.sh wrote (e.g. runs/robust)")
     parser.add_argument("--rows", nargs="+", default=None, help="rows to show (default: every row that ran)")
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS),
+                        help="columns to show (default: every setting)")
     args = parser.parse_args()
     print("CA / ASR, mean ± std (seeds)\n")
-    print(results_table(args.out, args.rows or row_names()))
+    print(results_table(args.out, args.rows or row_names(), args.settings))
     print("\nThe default (`p2p+`) against the goal: CA within 1 point of the clean model, ASR within 3 points of the "
           "floor (points, from the means)\n")
     print(goal_table(args.out))
