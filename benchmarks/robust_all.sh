@@ -15,8 +15,9 @@ rates="rate1-none rate1-default rate5-none rate5-default rate10-none rate10-defa
 for setting in $settings; do "$t" "$out" 0 "$setting" $core; done
 "$t" "$out" 0 sst2-badnets-minilm $rates
 for setting in $settings; do "$t" "$out" "1 2" "$setting" $core; done
-# The clean floor on each attacked subsample (HiddenKiller's file has no clean original per row).
-for setting in ${settings/sst2-hiddenkiller-minilm /}; do "$t" "$out" "0 1 2" "$setting" clean-paired; done
+# The clean floor on each attacked subsample. HiddenKiller's file has no clean original per row, and `tiny` trains on
+# the whole split, so its paired floor is its clean floor.
+for setting in sst2-badnets-minilm sst2-addsent-minilm sst2-stylebkd-minilm; do "$t" "$out" "0 1 2" "$setting" clean-paired; done
 for setting in $settings; do "$t" "$out" "0 1 2" "$setting" $mechanisms; done
 "$t" "$out" "1 2" sst2-badnets-minilm $rates
 # For the record in docs/robust.md, seed 0 only: paper P2P at each rate, other drop fractions and trusted sizes.

@@ -4,7 +4,8 @@ Usage: python benchmarks/robust_summary.py OUT [--rows ROW ...] [--settings SETT
 Reads the finished cells OUT/SETTING/ROW/seedK (as benchmarks/robust_table.sh writes them) and prints two Markdown
 tables: CA / ASR, mean ± std over the seeds that finished, one column per setting; then, for `default` (`p2p+`)
 against the clean floor of its setting, how far CA and ASR are from the goal (CA within 1 point of the clean model,
-ASR within 3 points of the floor), against the rate-0 floor and, where it ran, the paired floor.
+ASR within 3 points of the floor), against the rate-0 floor and, where it ran, the paired floor, over the
+seeds both have.
 """
 
 from __future__ import annotations
@@ -56,16 +57,19 @@ def mean_of(runs: list[dict[str, Any]], key: str) -> float:
 
 
 def goal_table(out: Path) -> str:
-    """CA gap and ASR excess of `default` against each floor that finished: 'meets' needs both within the goal."""
+    """CA gap and ASR excess of `default` against each floor, over the seeds both finished: 'meets' needs both
+    within the goal."""
     lines = ["| setting | floor | floor CA / ASR | default CA / ASR | CA under the floor | ASR over the floor | goal |",
              "|---|---|---|---|---|---|---|"]
     for setting, title in SETTINGS.items():
         groups = collect_metrics([out / setting]) if (out / setting).is_dir() else {}
         default = groups.get("default", [])
         for floor_row, floor_title in FLOORS.items():
-            floor = groups.get(floor_row, [])
-            if not default or not floor:
+            seeds = {r["seed"] for r in default} & {r["seed"] for r in groups.get(floor_row, [])}
+            if not seeds:
                 continue
+            floor = [r for r in groups[floor_row] if r["seed"] in seeds]
+            default = [r for r in groups["default"] if r["seed"] in seeds]
             ca_gap = mean_of(floor, "clean_accuracy") - mean_of(default, "clean_accuracy")
             asr_excess = mean_of(default, "attack_success_rate") - mean_of(floor, "attack_success_rate")
             meets = ca_gap <= CA_GOAL and asr_excess <= ASR_GOAL
