@@ -62,6 +62,8 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
     train = load_split(config.data.dataset, "train")
     test = load_split(config.data.dataset, config.data.test_split)
     attack = build_attack(config.attack, config.data.dataset, spec.task.num_labels)
+    if config.attack.paired_floor:
+        require_row_aligned(attack)
     poisoned = attack.poison(train, test, stage_rng(config.seed, "attack"))
     keep = stratified_sample(
         [(e.label, m) for e, m in zip(poisoned.train, poisoned.mask)], config.data.train_size,
@@ -74,7 +76,9 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
     if config.attack.paired_floor:
         log.info("paired floor: the %d poisoned rows of the subsample are restored to their clean originals",
                  sum(poisoned.mask))
-        poisoned.train, poisoned.mask = restored_rows(attack, train, keep), [False] * len(keep)
+        # The attacked run's own subsample without its poison: the floor then differs from the attacked runs of the
+        # same seed only in the poison (a rate-0 run draws another subsample).
+        poisoned.train, poisoned.mask = [train[i] for i in keep], [False] * len(keep)
     test_keep = stratified_sample([e.label for e in test], config.data.test_size, stage_rng(config.seed, "test-subsample"))
     asr_keep = stratified_sample(
         [e.label for e in poisoned.asr_test], config.data.test_size, stage_rng(config.seed, "asr-subsample")
@@ -83,15 +87,14 @@ def prepare_data(config: ExperimentConfig) -> ExperimentData:
     return ExperimentData(spec.task, poisoned, [test[i] for i in test_keep], held_out_clean)
 
 
-def restored_rows(attack: Attack, train: list[Example], keep: list[int]) -> list[Example]:
-    """The clean originals of the kept rows: the attacked run's own subsample without its poison, so that the floor
-    differs from the attacked runs of the same seed only in the poison (a rate-0 run draws another subsample)."""
+def require_row_aligned(attack: Attack) -> None:
+    """attack.paired_floor restores each poisoned row from the clean split by its index, which needs an attack that
+    keeps the rows in order; checked before the attack loads or poisons anything."""
     if not attack.row_aligned:
         raise ConfigError(
             f"attack.paired_floor: attack '{attack.name}' loads its poisoned rows from a file with no clean original "
             "per row; use attack.rate=0 for its clean floor"
         )
-    return [train[i] for i in keep]
 
 
 def simulated_trusted_set(config: ExperimentConfig, data: ExperimentData) -> list[Example] | None:
