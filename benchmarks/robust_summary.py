@@ -43,8 +43,13 @@ def cell(runs: list[dict[str, Any]]) -> str:
     return f"{ca} / {asr} ({len(runs)})"
 
 
-def results_table(out: Path, rows: list[str], settings: list[str]) -> str:
-    groups = {setting: collect_metrics([out / setting]) if (out / setting).is_dir() else {} for setting in settings}
+def setting_groups(out: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """{setting: {row: [metrics, ...]}} for every setting, read once."""
+    return {setting: collect_metrics([out / setting]) if (out / setting).is_dir() else {} for setting in SETTINGS}
+
+
+def results_table(groups: dict[str, dict[str, list[dict[str, Any]]]], rows: list[str], settings: list[str]) -> str:
+    groups = {setting: groups[setting] for setting in settings}
     present = [row for row in rows if any(row in g for g in groups.values())]
     lines = ["| row | " + " | ".join(SETTINGS[s] for s in settings) + " |", "|---" * (len(settings) + 1) + "|"]
     for row in present:
@@ -56,20 +61,19 @@ def mean_of(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.mean(r[key] for r in runs)
 
 
-def goal_table(out: Path) -> str:
+def goal_table(groups: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
     """CA gap and ASR excess of `default` against each floor, over the seeds both finished: 'meets' needs both
     within the goal."""
     lines = ["| setting | floor | floor CA / ASR | default CA / ASR | CA under the floor | ASR over the floor | goal |",
              "|---|---|---|---|---|---|---|"]
     for setting, title in SETTINGS.items():
-        groups = collect_metrics([out / setting]) if (out / setting).is_dir() else {}
-        default = groups.get("default", [])
+        rows = groups[setting]
         for floor_row, floor_title in FLOORS.items():
-            seeds = {r["seed"] for r in default} & {r["seed"] for r in groups.get(floor_row, [])}
+            seeds = {r["seed"] for r in rows.get("default", [])} & {r["seed"] for r in rows.get(floor_row, [])}
             if not seeds:
                 continue
-            floor = [r for r in groups[floor_row] if r["seed"] in seeds]
-            default = [r for r in groups["default"] if r["seed"] in seeds]
+            floor = [r for r in rows[floor_row] if r["seed"] in seeds]
+            default = [r for r in rows["default"] if r["seed"] in seeds]
             ca_gap = mean_of(floor, "clean_accuracy") - mean_of(default, "clean_accuracy")
             asr_excess = mean_of(default, "attack_success_rate") - mean_of(floor, "attack_success_rate")
             meets = ca_gap <= CA_GOAL and asr_excess <= ASR_GOAL
@@ -88,10 +92,11 @@ def main() -> None:
                         help="columns to show (default: every setting)")
     args = parser.parse_args()
     print("CA / ASR, mean ± std (seeds)\n")
-    print(results_table(args.out, args.rows or row_names(), args.settings))
+    groups = setting_groups(args.out)
+    print(results_table(groups, args.rows or row_names(), args.settings))
     print("\nThe default (`p2p+`) against the goal: CA within 1 point of the clean model, ASR within 3 points of the "
           "floor (points, from the means)\n")
-    print(goal_table(args.out))
+    print(goal_table(groups))
 
 
 if __name__ == "__main__":
