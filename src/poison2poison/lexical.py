@@ -29,11 +29,11 @@ MIN_EFFECT = 1.5
 """A confirmed trigger's rows disagree with their label at least this many times as often as rows without a
 candidate: with thousands of rows, a natural word a little harder than average would pass significance alone."""
 CROSS_FOLDS = 5
+"""Folds of the cross-fitted content classifier: each row is judged by a model fitted on the other four fifths."""
 SHARED_ROWS = 0.5
 """Candidates of one label are tested as one when at least this share of the rarer one's rows carry both: a BadNets
 attack puts several trigger words in each poisoned row, so at a low rate each word has a dozen rows but together they
 have all of them."""
-"""Folds of the cross-fitted content classifier: each row is judged by a model fitted on the other four fifths."""
 
 
 def _words(text: str) -> list[str]:
