@@ -217,7 +217,7 @@ def test_robust_run_end_to_end_with_a_reference_fine_tune(tmp_path: Path, data_d
     metrics = run_experiment(load_config(None, overrides), tmp_path)
     assert metrics["dropped_rows"] == 12 and 0 <= metrics["dropped_poisoned"] <= 12
     assert metrics["benign_rows"] == 24 and metrics["screen_seconds"] > 0
-    assert metrics["defense_variant"] == "p2p(random, screen=lexical+reference, drop=0.1, oversample=2)"
+    assert metrics["defense_variant"] == "p2p(random, screen=lexical+reference, pool=0.4, drop=0.1, oversample=2)"
     assert set(read_json(tmp_path / "screening.json")["seconds"]) == {"lexical", "reference"}
 
 

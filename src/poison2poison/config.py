@@ -134,6 +134,8 @@ class DefenseConfig(_Strict):
             parts.append(f"trusted={self.trusted_size}")
         if self.screen:
             parts.append("screen=" + "+".join(self.screen))
+            if self.screen_pool < 1:
+                parts.append(f"pool={self.screen_pool:g}")
         if self.drop_suspicious:
             parts.append(f"drop={self.drop_suspicious:g}")
         if self.drop_confirmed:
