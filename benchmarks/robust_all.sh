@@ -10,8 +10,8 @@ export P2P_CACHE_DIR=${P2P_CACHE_DIR:-$out/.cache}
 t="$(cd "$(dirname "$0")" && pwd)/robust_table.sh"
 settings="sst2-badnets-minilm sst2-addsent-minilm sst2-hiddenkiller-minilm sst2-stylebkd-minilm sst2-badnets-tiny"
 core="clean none paper-random default paper-oracle"
-mechanisms="confirm screen drop-select oversample trusted-2pct"
-rates="rate1-none rate1-default rate5-none rate5-default rate10-none rate10-default"
+mechanisms="confirm screen drop drop-select oversample trusted-2pct"
+rates="rate1-none rate1-default rate1-confirm rate5-none rate5-default rate5-confirm rate10-none rate10-default rate10-confirm"
 for setting in $settings; do "$t" "$out" 0 "$setting" $core; done
 "$t" "$out" 0 sst2-badnets-minilm $rates
 for setting in $settings; do "$t" "$out" "1 2" "$setting" $core; done
@@ -20,7 +20,10 @@ for setting in $settings; do "$t" "$out" "1 2" "$setting" $core; done
 for setting in sst2-badnets-minilm sst2-addsent-minilm sst2-stylebkd-minilm; do "$t" "$out" "0 1 2" "$setting" clean-paired; done
 for setting in $settings; do "$t" "$out" "0 1 2" "$setting" $mechanisms; done
 "$t" "$out" "1 2" sst2-badnets-minilm $rates
-# For the record in docs/robust.md, seed 0 only: paper P2P at each rate, other drop fractions and trusted sizes.
-"$t" "$out" 0 sst2-badnets-minilm rate1-paper rate5-paper rate10-paper trusted-1pct trusted-5pct trusted-2pct-x10
-for setting in sst2-badnets-minilm sst2-addsent-minilm; do "$t" "$out" 0 "$setting" drop drop20; done
+"$t" "$out" "0 1 2" sst2-badnets-minilm clean-paper
+# For the record in docs/robust.md, seed 0 only: paper P2P at each rate, the ranked drop alone at 10%, other drop
+# fractions, trusted sizes and ways of adding S.
+"$t" "$out" 0 sst2-badnets-minilm rate1-paper rate5-paper rate10-paper rate10-drop trusted-1pct trusted-5pct \
+  trusted-2pct-x10 default-rho50
+for setting in sst2-badnets-minilm sst2-addsent-minilm; do "$t" "$out" 0 "$setting" drop20 default-append; done
 for setting in $settings; do p2p table "$out/$setting" > "$out/$setting.md"; done
