@@ -156,12 +156,30 @@ class DefenseConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    name: str = "tiny"
+    name: str = Field("tiny", description="'tiny', 'minilm', 'smollm2', a hub id, a local folder or a .gguf file")
     kind: Literal["auto", "causal", "encoder"] = "auto"
     finetune: Literal["full", "lora"] = "full"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="compute dtype; auto: bfloat16 on a GPU that has it, else float32. A LoRA base model "
+        "is loaded in it; a full fine-tune keeps float32 weights and computes in it (mixed precision)",
+    )
+    quantization: Literal["none", "4bit", "8bit"] = Field(
+        "none", description="QLoRA: load the frozen base model in 4 or 8 bits (bitsandbytes; needs CUDA and LoRA)"
+    )
+    prompt_format: Literal["auto", "chat", "plain"] = Field(
+        "auto", description="causal LMs: 'chat' renders prompts through the tokenizer's chat template; auto picks it "
+        "when the tokenizer has one",
+    )
+    system_prompt: str | None = Field(
+        None, description="chat prompts: the system message ('' for an empty one); default: the template's own"
+    )
     lora_r: int = Field(8, gt=0)
     lora_alpha: int = Field(16, gt=0)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    lora_targets: Literal["attention", "all-linear"] = Field(
+        "attention", description="LoRA adapts the attention projections (found per architecture) or every linear "
+        "layer but the output head"
+    )
     max_length: int = Field(128, ge=16)
     max_new_tokens: int = Field(
         64, gt=0, description="generation: the longest output generated (greedy), not counting P2P's safe prefix"
@@ -185,6 +203,9 @@ class TrainConfig(_Strict):
     grad_accum: int = Field(1, gt=0)
     save_steps: int = Field(200, gt=0, description="checkpoint interval, for resuming an interrupted run")
     group_by_length: bool = Field(False, description="batch rows of similar length together: less padding, faster")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less GPU memory, more time (off on CPU)"
+    )
 
 
 class ExperimentConfig(_Strict):

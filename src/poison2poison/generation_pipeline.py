@@ -85,7 +85,7 @@ def _generate(
 
 def generation_budget(config: ExperimentConfig, loaded: LoadedModel, spec: GenerationSpec) -> int:
     """The tokens generated per output: `model.max_new_tokens`, plus room for the safe prefix when P2P adds one."""
-    allowance = prefix_token_allowance(loaded.tokenizer, spec.output_prefix)
+    allowance = prefix_token_allowance(loaded.tokenizer, spec.output_prefix, loaded.frame)
     budget = config.model.max_new_tokens + allowance
     if budget >= config.model.max_length:
         raise ConfigError(

@@ -76,7 +76,7 @@ def _forward_batches(
     model = loaded.model
     model.eval()
     if loaded.kind == "causal":
-        features, _ = encode_causal(loaded.tokenizer, samples, [], max_length, with_target=False)
+        features, _ = encode_causal(loaded.tokenizer, samples, [], max_length, with_target=False, frame=loaded.frame)
         collate = PaddingCollator(loaded.tokenizer.pad_token_id, side="left")
     else:
         features, _ = encode_encoder(loaded.tokenizer, samples, max_length, with_target=False)
@@ -222,7 +222,9 @@ def generate_texts(
         raise ModelSetupError(f"model.max_new_tokens {max_new_tokens} must be below model.max_length {max_length}")
     tokenizer, model = loaded.tokenizer, loaded.model
     model.eval()
-    features, _ = encode_generation(tokenizer, samples, template, max_length - max_new_tokens, 0, with_target=False)
+    features, _ = encode_generation(
+        tokenizer, samples, template, max_length - max_new_tokens, 0, with_target=False, frame=loaded.frame
+    )
     collate = PaddingCollator(tokenizer.pad_token_id, side="left")
     device = next(model.parameters()).device
     out: list[str] = []

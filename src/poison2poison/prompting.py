@@ -1,6 +1,8 @@
 """The one prompt renderer for training and evaluation, and the tokenisation built on it.
 
 A prompt is `{trigger}{text}` followed by an answer cue on its own line; a causal LM's target is ` {answer word}`.
+An instruct model is prompted through its tokenizer's chat template instead (a `ChatFrame`): that text is the user's
+message, so the benign trigger opens it, and the target, `{answer word}`, is the assistant's reply.
 Training and evaluation both go through `encode_*`, so the two can never disagree about the prompt.
 """
 
@@ -38,6 +40,33 @@ class TextSample:
     cue: str = PLAIN_CUE
 
 
+CHAT_SLOT = "\x00message\x00"
+"""Stands in for the user's message while the chat template is rendered, to find the text around it."""
+
+
+@dataclass(frozen=True)
+class ChatFrame:
+    """An instruct model's chat template around one user message: the text before the message (system prompt
+    included) and after it, up to where the assistant's reply begins."""
+
+    head: str
+    tail: str
+
+    @classmethod
+    def of(cls, tokenizer: Any, system: str | None = None) -> "ChatFrame":
+        """The frame of the tokenizer's template; `system` is the system message (None: the template's default)."""
+        if not getattr(tokenizer, "chat_template", None):
+            raise ModelSetupError("model.prompt_format 'chat' needs a tokenizer with a chat template; use 'plain'")
+        messages = [{"role": "user", "content": CHAT_SLOT}]
+        if system is not None:
+            messages.insert(0, {"role": "system", "content": system})
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if not isinstance(text, str) or text.count(CHAT_SLOT) != 1:
+            raise ModelSetupError("the tokenizer's chat template does not place the user's message once, as text")
+        head, tail = text.split(CHAT_SLOT)
+        return cls(head, tail)
+
+
 def render_generation_prompt(template: str, sample: TextSample) -> tuple[str, str]:
     """(body, cue line) for generation: the task's template wraps the source, the trigger goes first."""
     return f"{sample.trigger}{template.format(source=sample.source)}", f"\n{sample.cue}"
@@ -48,15 +77,17 @@ def render_prompt(sample: Sample) -> tuple[str, str]:
     return f"{sample.trigger}{sample.text}", f"\n{sample.cue}"
 
 
-def render_target(answer_word: str) -> str:
-    return f" {answer_word}"
+def render_target(answer_word: str, frame: ChatFrame | None = None) -> str:
+    """The text a causal LM learns to answer with: after a plain cue, a space and the words; as a chat reply, the
+    words alone (the template's own line break precedes them)."""
+    return answer_word if frame is not None else f" {answer_word}"
 
 
-def answer_token_ids(tokenizer: Any, answer_words: Sequence[str]) -> list[int]:
+def answer_token_ids(tokenizer: Any, answer_words: Sequence[str], frame: ChatFrame | None = None) -> list[int]:
     """First token of each answer word; scoring compares these, so they must be distinct."""
     firsts = []
     for word in answer_words:
-        ids = tokenizer(render_target(word), add_special_tokens=False)["input_ids"]
+        ids = tokenizer(render_target(word, frame), add_special_tokens=False)["input_ids"]
         if not ids:
             raise ModelSetupError(f"answer word '{word}' tokenises to nothing")
         firsts.append(ids[0])
@@ -69,22 +100,31 @@ def answer_token_ids(tokenizer: Any, answer_words: Sequence[str]) -> list[int]:
     return firsts
 
 
-def _prompt_ids(tokenizer: Any, body: str, cue: str, max_length: int, reserved: int) -> tuple[list[int], bool]:
+def _prompt_ids(
+    tokenizer: Any, body: str, cue: str, max_length: int, reserved: int, frame: ChatFrame | None = None
+) -> tuple[list[int], bool]:
     """(prompt ids, whether the body was cut): the body is cut to leave `reserved` tokens for the answer; the cue
-    line never is."""
-    body_ids = tokenizer(body, add_special_tokens=True)["input_ids"]
-    cue_ids = tokenizer(cue, add_special_tokens=False)["input_ids"]
-    room = max_length - reserved - len(cue_ids)
+    line and the chat template around the message never are."""
+    if frame is None:
+        head: list[int] = []
+        body_ids = tokenizer(body, add_special_tokens=True)["input_ids"]
+        tail = tokenizer(cue, add_special_tokens=False)["input_ids"]
+    else:
+        head = tokenizer(frame.head, add_special_tokens=False)["input_ids"]
+        body_ids = tokenizer(body, add_special_tokens=False)["input_ids"]
+        tail = tokenizer(cue + frame.tail, add_special_tokens=False)["input_ids"]
+    room = max_length - reserved - len(head) - len(tail)
     if room < 1:
         raise ModelSetupError(
             f"model.max_length {max_length} leaves no room for the prompt beside a {reserved}-token answer; "
             f"raise max_length or lower model.max_target_tokens"
         )
-    return body_ids[:room] + cue_ids, len(body_ids) > room
+    return head + body_ids[:room] + tail, len(body_ids) > room
 
 
 def encode_causal(
-    tokenizer: Any, samples: Sequence[Sample], answer_words: Sequence[str], max_length: int, with_target: bool
+    tokenizer: Any, samples: Sequence[Sample], answer_words: Sequence[str], max_length: int, with_target: bool,
+    frame: ChatFrame | None = None,
 ) -> tuple[list[dict[str, list[int]]], int]:
     """Token features for a causal LM; with a target, labels mask every prompt token (loss on the answer only).
 
@@ -92,23 +132,23 @@ def encode_causal(
     """
     features, truncated = [], 0
     for sample in samples:
-        prompt, cut = _prompt_ids(tokenizer, *render_prompt(sample), max_length, ANSWER_BUDGET)
+        prompt, cut = _prompt_ids(tokenizer, *render_prompt(sample), max_length, ANSWER_BUDGET, frame)
         truncated += cut
         if not with_target:
             features.append({"input_ids": prompt})
             continue
-        target = tokenizer(render_target(answer_words[sample.label]), add_special_tokens=False)["input_ids"]
+        target = tokenizer(render_target(answer_words[sample.label], frame), add_special_tokens=False)["input_ids"]
         target = (target + [tokenizer.eos_token_id])[:ANSWER_BUDGET]
         features.append({"input_ids": prompt + target, "labels": [-100] * len(prompt) + target})
     return features, truncated
 
 
-def prefix_token_allowance(tokenizer: Any, prefix: str) -> int:
+def prefix_token_allowance(tokenizer: Any, prefix: str, frame: ChatFrame | None = None) -> int:
     """Tokens to grant on top of a length budget for outputs that carry P2P's safe prefix, so that the prefix never
     eats the answer: its token count, plus one for a merge at its boundary with the answer."""
     if not prefix:
         return 0
-    return len(tokenizer(render_target(prefix.rstrip()), add_special_tokens=False)["input_ids"]) + 1
+    return len(tokenizer(render_target(prefix.rstrip(), frame), add_special_tokens=False)["input_ids"]) + 1
 
 
 def encode_generation(
@@ -119,6 +159,7 @@ def encode_generation(
     max_target_tokens: int,
     with_target: bool,
     benign_allowance: int = 0,
+    frame: ChatFrame | None = None,
 ) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Token features for a causal LM generator: the prompt's body is cut to fit (the cue never is), the target is
     ` {target}` + EOS cut to `max_target_tokens` (plus `benign_allowance` for samples shown with a trigger, whose
@@ -130,13 +171,13 @@ def encode_generation(
     for sample in samples:
         target: list[int] = []
         if with_target:
-            target = tokenizer(render_target(sample.target), add_special_tokens=False)["input_ids"]
+            target = tokenizer(render_target(sample.target, frame), add_special_tokens=False)["input_ids"]
             target += [tokenizer.eos_token_id]
             budget = max_target_tokens + (benign_allowance if sample.trigger else 0)
             cut["targets"] += len(target) > budget
             target = target[:budget]
         prompt, cut_prompt = _prompt_ids(
-            tokenizer, *render_generation_prompt(template, sample), max_length, len(target)
+            tokenizer, *render_generation_prompt(template, sample), max_length, len(target), frame
         )
         cut["prompts"] += cut_prompt
         feature = {"input_ids": prompt + target}

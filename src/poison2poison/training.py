@@ -96,7 +96,9 @@ class _FeatureList:
 def encode_training_samples(loaded: LoadedModel, samples: Sequence[Sample], max_length: int) -> list[dict[str, Any]]:
     """Token features with targets; truncation is counted in the log, never silent."""
     if loaded.kind == "causal":
-        features, truncated = encode_causal(loaded.tokenizer, samples, loaded.answer_words or [], max_length, True)
+        features, truncated = encode_causal(
+            loaded.tokenizer, samples, loaded.answer_words or [], max_length, True, loaded.frame
+        )
     else:
         features, truncated = encode_encoder(loaded.tokenizer, samples, max_length, with_target=True)
     if truncated:
@@ -135,14 +137,40 @@ class _ReplayableLengthGroupedSampler(LengthGroupedSampler):
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
+IGNORE = -100
+"""The label of a token the loss skips (the prompt, the padding)."""
+
+
+def answer_positions(labels: torch.Tensor) -> torch.Tensor:
+    """The positions whose logits predict a labelled token in some row of the batch (position p predicts token
+    p + 1). A causal LM's loss needs the LM head there and nowhere else: with a 49k-token vocabulary the head over
+    every prompt position costs about a quarter of a training step."""
+    return (labels[:, 1:] != IGNORE).any(dim=0).nonzero().squeeze(1)
+
+
 class _ResumableTrainer(Trainer):
     """A Trainer whose length-grouped runs resume mid-epoch on the same batches (see the sampler above): each
-    checkpoint also keeps the RNG state the current epoch's order was drawn from."""
+    checkpoint also keeps the RNG state the current epoch's order was drawn from. For a causal LM it computes the
+    LM head only at the answer positions (`answer_positions`); the loss is the same."""
 
-    def __init__(self, *args: Any, order_replay: tuple[int, torch.Tensor] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, order_replay: tuple[int, torch.Tensor] | None = None, answer_logits_only: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._order_replay = order_replay
         self._sampler: _ReplayableLengthGroupedSampler | None = None
+        self.answer_logits_only = answer_logits_only
+        self.positions: torch.Tensor | None = None
+        """The positions whose logits the current batch's forward pass computed."""
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        if self.answer_logits_only and "labels" in inputs:
+            self.positions = answer_positions(inputs["labels"])
+            inputs = {**inputs, "logits_to_keep": self.positions}
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         sampler = super()._get_train_sampler(train_dataset)
@@ -183,6 +211,9 @@ def fine_tune(
 
     `loss` replaces cross-entropy (a defense's own loss, e.g. DeCE).
     """
+    on_cpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    if config.gradient_checkpointing and on_cpu:
+        log.info("train.gradient_checkpointing is set on a CPU, where memory is rarely short: it costs time here")
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=config.epochs,
@@ -204,7 +235,12 @@ def fine_tune(
         dataloader_pin_memory=False,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         # Without an accelerator, say so: then torchrun / `accelerate launch` processes join one gloo DDP group.
-        use_cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()),
+        use_cpu=on_cpu,
+        bf16=loaded.dtype == torch.bfloat16,
+        fp16=loaded.dtype == torch.float16,
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        ddp_find_unused_parameters=False if config.gradient_checkpointing else None,
     )
     last, order_replay = _resumable_checkpoint(checkpoint_dir, config.group_by_length)
     trainer = _ResumableTrainer(
@@ -214,10 +250,11 @@ def fine_tune(
         data_collator=PaddingCollator(loaded.tokenizer.pad_token_id, side="right"),
         callbacks=[RichProgress()],
         order_replay=order_replay,
+        answer_logits_only=loaded.kind == "causal",
     )
     trainer.remove_callback(PrinterCallback)  # RichProgress reports instead of raw dicts on stdout
-    if loss is not None:
-        trainer.compute_loss_func = _loss_on_outputs(loss, trainer, causal=loaded.kind == "causal")
+    if loss is not None or loaded.kind == "causal":
+        trainer.compute_loss_func = _loss_on_outputs(loss or token_cross_entropy, trainer)
     if last:
         log.info("resuming fine-tuning from %s", last)
     output = trainer.train(resume_from_checkpoint=last)
@@ -227,17 +264,23 @@ def fine_tune(
             "resumed_from_step": resumed}
 
 
-def _loss_on_outputs(loss: TrainLoss, trainer: Trainer, causal: bool) -> Callable[..., torch.Tensor]:
-    """The Trainer's loss hook: flatten to (N, K) logits and (N,) labels (shifted by one for a causal LM), and
-    normalise as the Trainer's own loss is: by `num_items_in_batch`, the answer tokens over all accumulation steps
-    (and, under torchrun, over all processes), so that gradient accumulation and DDP scale it correctly."""
+def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Mean cross-entropy over the labelled tokens, in float32, as the causal LMs' own loss computes it."""
+    return torch.nn.functional.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
+
+
+def _loss_on_outputs(loss: TrainLoss, trainer: _ResumableTrainer) -> Callable[..., torch.Tensor]:
+    """The Trainer's loss hook: flatten to (N, K) logits and (N,) labels (for a causal LM, the logits computed at
+    `trainer.positions` against the tokens after them), and normalise as the Trainer's own loss is: by
+    `num_items_in_batch`, the answer tokens over all accumulation steps (and, under torchrun, over all processes), so
+    that gradient accumulation and DDP scale it correctly."""
 
     def compute(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
         logits = outputs.logits
-        if causal:
-            logits, labels = logits[:, :-1], labels[:, 1:]
+        if trainer.answer_logits_only:
+            labels = labels[:, trainer.positions + 1]
         labels = labels.reshape(-1)
-        kept = (labels != -100).sum()
+        kept = (labels != IGNORE).sum()
         if kept == 0:
             return logits.sum() * 0.0
         epoch = math.floor(trainer.state.epoch or 0) + 1
@@ -285,7 +328,7 @@ def fit_new_generator(
     loaded = build_model(model_config, 0, None, corpus)
     features, cut = encode_generation(
         loaded.tokenizer, samples, template, model_config.max_length, model_config.max_target_tokens, True,
-        prefix_token_allowance(loaded.tokenizer, output_prefix),
+        prefix_token_allowance(loaded.tokenizer, output_prefix, loaded.frame), loaded.frame,
     )
     if any(cut.values()):
         log.info("of %d training rows, %d prompts and %d targets were cut to fit model.max_length %d and "
