@@ -108,6 +108,7 @@ def check_lora(args: argparse.Namespace, device: str) -> list[dict]:
     config = ModelConfig(name="random", finetune="lora", lora_r=16, lora_alpha=32)
     loaded = LoadedModel(_apply_lora(model, config, "causal"), None, "causal", dtype=dtype)
     steps, length = (args.steps, args.seq_len) if device == "cuda" else (2, 128)
+    lora_steps(loaded, 1, args.batch, length, False)  # warm-up: kernels and allocator set-up are no variant's cost
     results = []
     for checkpointing in (False, True):
         result = lora_steps(loaded, steps, args.batch, length, checkpointing)
