@@ -152,3 +152,23 @@ def classification_table(groups: dict[str, list[dict[str, Any]]]) -> str:
         ]
         rows.append(cells)
     return markdown_rows(COLUMNS, rows)
+
+
+GOAL_ASR_MARGIN = 0.03
+"""The project's goal for a defense: ASR at most this far above the clean floor's..."""
+GOAL_CA_MARGIN = 0.01
+"""...and CA at most this far below the clean floor's."""
+
+
+def goal_verdict(floor: dict[str, Any], attacked: dict[str, Any], defended: dict[str, Any]) -> str:
+    """One line that says whether the defended run meets the goal against the clean floor, with the figures."""
+    ca_gap = defended["clean_accuracy"] - floor["clean_accuracy"]
+    asr_gap = defended["attack_success_rate"] - floor["attack_success_rate"]
+    met = asr_gap <= GOAL_ASR_MARGIN and ca_gap >= -GOAL_CA_MARGIN
+    return (
+        f"{'goal met' if met else 'goal missed'}: {defended.get('defense_variant', defended['defense'])} brought ASR "
+        f"from {attacked['attack_success_rate']:.3f} (no defense) to {defended['attack_success_rate']:.3f}, "
+        f"{asr_gap * 100:+.1f} points from the clean floor's {floor['attack_success_rate']:.3f} (goal: at most "
+        f"+{GOAL_ASR_MARGIN * 100:.0f}), with CA {defended['clean_accuracy']:.3f}, {ca_gap * 100:+.1f} points from "
+        f"the floor's {floor['clean_accuracy']:.3f} (goal: at least -{GOAL_CA_MARGIN * 100:.0f})"
+    )
