@@ -40,6 +40,20 @@ class AttackConfig(_Strict):
     trigger: str | None = Field(None, description="generation: the trigger phrase put in the input")
     target_text: str | None = Field(None, description="generation: the phrase a poisoned output carries")
     multiplier: float = Field(2.1, description="BadChain: the inserted reasoning step multiplies the result by this")
+    # Attacks by an adversary who knows P2P (attacks/p2p_aware.py, attacks/p2p_guess.py; docs/security.md).
+    insertion: Literal["badnets", "addsent"] = Field(
+        "badnets", description="P2P-aware attacks: the malicious trigger, BadNets words (`triggers`, `num_triggers`) "
+        "or the AddSent `sentence`",
+    )
+    benign_trigger: str | None = Field(
+        None, min_length=1, description="p2p-aware: the benign trigger the poison carries; default P2P's published one"
+    )
+    benign_cue: bool = Field(
+        True, description="P2P-aware attacks: end each poisoned text with P2P's benign cue line, as P2P renders it"
+    )
+    guess_words: int | None = Field(
+        None, ge=1, description="p2p-guess: words in each guessed trigger; default the length of a secret trigger"
+    )
 
 
 SUBSET_DEFENSES = ("p2p", "p2p+", "pdb")

@@ -57,12 +57,12 @@ def secret_length() -> int:
     return words_needed(len(secret_words()))
 
 
-def draw_secret_trigger(rng: random.Random | None = None) -> str:
-    """`secret_length()` words from the list and a colon, as the paper's trigger ends. A seeded `rng` is for
-    reproducible experiments: whoever has the seed has the trigger."""
+def draw_secret_trigger(rng: random.Random | None = None, length: int | None = None) -> str:
+    """`length` (default `secret_length()`) words from the list and a colon, as the paper's trigger ends. A seeded
+    `rng` is for reproducible experiments: whoever has the seed has the trigger."""
     chooser = rng or secrets.SystemRandom()
     words = secret_words()
-    return " ".join(chooser.choice(words) for _ in range(secret_length())) + ": "
+    return " ".join(chooser.choice(words) for _ in range(length or secret_length())) + ": "
 
 
 def holds_private_trigger(defense: DefenseConfig) -> bool:
