@@ -74,8 +74,13 @@ class DefenseConfig(_Strict):
     rho: float = Field(0.2, gt=0.0, le=1.0)
     source: Literal["random", "trusted", "oracle"] = "random"
     trusted_path: str | None = None
-    trigger: str = Field("official", description="'official', 'secret' (random per run) or a literal trigger text")
-    secret_seed: int | None = Field(None, description="pins the 'secret' trigger, for reproducible experiments")
+    trigger: str = Field(
+        "official", description="'official' (the paper's published trigger: what `p2p run` reproduces), 'secret' (a "
+        "random one of at least 128 bits per run: what `p2p defend` draws unless told) or a literal trigger text",
+    )
+    secret_seed: int | None = Field(
+        None, description="pins the 'secret' trigger, for reproducible experiments: config.yaml then gives it away"
+    )
     separate_cue: bool = True
     mode: Literal["replace", "append"] = "replace"
     output_prefix: str = Field(
