@@ -3,9 +3,9 @@
 P2P holds only while the attacker cannot write the benign trigger into their poison (docs/security.md). A secret
 trigger is `secret_length()` words drawn uniformly and independently, with the operating system's randomness, from
 a shipped list of 2,048 common English words (BIP-39's): 12 words, 132 bits. Common words read as ordinary text to
-a pretrained model (1,992 of the 2,048 are single tokens of MiniLM's vocabulary, the rest two), and the bound does
-not depend on the model: a list taken from the tokenizer's vocabulary would not exist yet for `tiny`, whose
-tokenizer is trained after the trigger is drawn and must never see it.
+a pretrained model (1,992 of the 2,048 are single tokens of MiniLM's vocabulary, none is more than three), and the
+bound does not depend on the model: a list taken from the tokenizer's vocabulary would not exist yet for `tiny`,
+whose tokenizer is trained after the trigger is drawn and must never see it.
 
 No fingerprint of the trigger is kept anywhere. Logs may show the secret's id, a random tag drawn beside it that
 says nothing about it.
