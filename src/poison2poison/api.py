@@ -88,8 +88,11 @@ def defend(
 
 
 def with_default_trigger(config: ExperimentConfig) -> ExperimentConfig:
-    """The config with a secret trigger unless it names one; a named published or seeded trigger is warned about."""
+    """The config with a secret trigger unless it names one; a named published or seeded trigger is warned about.
+    Defenses without a trigger are left as they are."""
     defense = config.defense
+    if not defense.has_benign_subset:
+        return config
     if "trigger" not in defense.model_fields_set:
         return config.model_copy(update={"defense": defense.model_copy(update={"trigger": DEFAULT_TRIGGER})})
     if defense.trigger == "official":

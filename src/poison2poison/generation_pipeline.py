@@ -23,8 +23,8 @@ from .defenses.generation import GenerationSpec, prepare_generation
 from .errors import ConfigError
 from .inference import generate_texts
 from .io import atomic_write_json, atomic_write_jsonl
-from .metrics import HEADLINE_METRIC, text_quality
 from .manifest import write_manifest
+from .metrics import HEADLINE_METRIC, text_quality
 from .models import LoadedModel
 from .prompting import prefix_token_allowance
 from .rundir import finished_record, is_main_process, with_pinned_secret

@@ -29,8 +29,8 @@ from .io import (
     atomic_write_jsonl,
     atomic_write_text,
 )
-from .metrics import REJECTED, attack_success_rate, clean_accuracy, detection_scores
 from .manifest import write_manifest
+from .metrics import REJECTED, attack_success_rate, clean_accuracy, detection_scores
 from .models import LoadedModel
 from .rundir import (
     finished_record,
