@@ -114,4 +114,4 @@ def test_ready_made_sets_need_sst2() -> None:
 
 
 def test_registry_is_complete() -> None:
-    assert set(ATTACKS) == {"badnets", "addsent", "hiddenkiller", "onion-badnets", "stylebkd"}
+    assert set(ATTACKS) == {"badnets", "addsent", "hiddenkiller", "onion-badnets", "stylebkd", "p2p-aware", "p2p-guess"}

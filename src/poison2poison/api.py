@@ -1,7 +1,7 @@
 """The short Python API: defend your own labelled data, then load the defended model and predict.
 
     from poison2poison import defend, DefendedModel
-    defend("my_train.jsonl", model="minilm", out="defended/")
+    defend("my_train.jsonl", model="minilm", out="defended/")   # p2p+ with a secret trigger
     model = DefendedModel.load("defended/")
     model.predict(["a gripping, well acted film"])   # -> ["positive"] (label names)
 """
@@ -20,16 +20,21 @@ from .defending import apply_defense
 from .defenses import InferenceSpec, build_defense
 from .errors import ConfigError, ModelSetupError
 from .inference import predict
-from .io import atomic_write_json, atomic_write_text, read_json
+from .io import atomic_write_text
+from .manifest import classifier_manifest, read_manifest, write_manifest
 from .models import LoadedModel, load_saved_model
 from .pipeline import manifest, train_model
 from .rundir import MANIFEST, run_log, with_pinned_secret
+from .secret import holds_private_trigger, make_run_dir
 from .tasks import TASKS, ClassificationTask, generic_task
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DEFENSE = "defense.name=p2p+"
 """What `defend` applies when no config names a defense: robust P2P (docs/robust.md)."""
+DEFAULT_TRIGGER = "secret"
+"""What `defend` uses when no config names a trigger: the published one lets an attacker who knows P2P plant a
+backdoor that fires through it (docs/security.md)."""
 
 
 def task_for(examples: Sequence[Example], task: str | None) -> ClassificationTask:
@@ -53,14 +58,15 @@ def defend(
 ) -> Path:
     """Fine-tune `model` on the user's labelled file with P2P and save the defended model and its manifest.
 
-    `config` supplies the defense and training settings (default: robust P2P, `p2p+`, see docs/robust.md).
-    The output folder holds model/, p2p.json (with the trigger: keep it private), config.yaml and log.txt, and
-    secret.json for a 'secret' trigger without a seed, so that defending into the same folder again keeps it.
+    `config` supplies the defense and training settings (default: robust P2P, `p2p+`, see docs/robust.md), and
+    the trigger is a secret one unless it names one. The output folder (owner-only when the trigger is private)
+    holds model/, p2p.json (with the trigger: keep it private), config.yaml and log.txt, and secret.json for a
+    'secret' trigger without a seed, so that defending into the same folder again keeps it.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = config or load_config(None, [DEFAULT_DEFENSE])
+    config = with_default_trigger(config or load_config(None, [DEFAULT_DEFENSE]))
     config = config.model_copy(update={"model": config.model.model_copy(update={"name": model})})
+    make_run_dir(out, private=holds_private_trigger(config.defense))
     if config.defense.has_benign_subset and config.defense.source == "oracle":
         raise ConfigError("defense.source 'oracle' is an experiment on simulated attacks; use 'random' or 'trusted'")
     with run_log(out):
@@ -76,9 +82,25 @@ def defend(
             filter_path=out / "filter.json",
         )
         train_model(config, chosen_task, prepared, out)
-        atomic_write_json(out / MANIFEST, manifest(config, chosen_task, prepared))
+        write_manifest(out, manifest(config, chosen_task, prepared))
         log.info("defended model saved to %s in %.0f s", out, time.perf_counter() - started)
     return out
+
+
+def with_default_trigger(config: ExperimentConfig) -> ExperimentConfig:
+    """The config with a secret trigger unless it names one; a named published or seeded trigger is warned about.
+    Defenses without a trigger are left as they are."""
+    defense = config.defense
+    if not defense.has_benign_subset:
+        return config
+    if "trigger" not in defense.model_fields_set:
+        return config.model_copy(update={"defense": defense.model_copy(update={"trigger": DEFAULT_TRIGGER})})
+    if defense.trigger == "official":
+        log.warning("defense.trigger is 'official', the published trigger: an attacker who knows P2P can plant a "
+                    "backdoor that fires through it (docs/security.md)")
+    elif defense.trigger == "secret" and defense.secret_seed is not None:
+        log.warning("defense.secret_seed pins the trigger: anyone with config.yaml has it; for experiments only")
+    return config
 
 
 class DefendedModel:
@@ -93,11 +115,9 @@ class DefendedModel:
 
     @classmethod
     def load(cls, directory: str | Path) -> "DefendedModel":
+        """The model and its manifest, once the manifest is valid and bound to these weights (manifest.py)."""
         directory = Path(directory)
-        manifest_path = directory / MANIFEST
-        if not manifest_path.is_file():
-            raise ModelSetupError(f"{directory}: no {MANIFEST}; point at a folder written by `p2p defend` or `p2p run`")
-        data = read_json(manifest_path)
+        data = read_manifest(directory)
         if data.get("input_guard"):
             raise ModelSetupError(
                 f"{directory} was defended by {data['input_guard']}, which acts at inference; its model alone is not "
@@ -108,10 +128,8 @@ class DefendedModel:
                 f"{directory} holds a generator; DefendedModel and `p2p predict` serve classifiers. Load "
                 f"{directory / 'model'} with transformers and apply the trigger and prefix in {MANIFEST}"
             )
-        return cls(
-            load_saved_model(directory / "model"), InferenceSpec.from_json(data["inference"]),
-            list(data["label_names"]), int(data["max_length"]),
-        )
+        manifest = classifier_manifest(directory, data)
+        return cls(load_saved_model(directory / "model"), manifest.spec, manifest.label_names, manifest.max_length)
 
     def predict_ids(self, texts: Sequence[str], batch_size: int = 64) -> list[int]:
         return predict(self.loaded, self.spec, list(texts), self.max_length, batch_size)[0]

@@ -73,7 +73,8 @@ def defend(
     task: Optional[str] = typer.Option(None, "--task", help="Named task (sentiment, topic); default: numeric labels."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override, e.g. --set defense.rho=0.3"),
 ) -> None:
-    """Apply robust P2P (`p2p+`) to your own data and save a defended model; `p2p predict` applies the trigger."""
+    """Apply robust P2P (`p2p+`) with a secret trigger to your own data and save a defended model; `p2p predict`
+    applies the trigger."""
     from .api import DEFAULT_DEFENSE
     from .api import defend as defend_data
 

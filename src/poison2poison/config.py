@@ -40,6 +40,20 @@ class AttackConfig(_Strict):
     trigger: str | None = Field(None, description="generation: the trigger phrase put in the input")
     target_text: str | None = Field(None, description="generation: the phrase a poisoned output carries")
     multiplier: float = Field(2.1, description="BadChain: the inserted reasoning step multiplies the result by this")
+    # Attacks by an adversary who knows P2P (attacks/p2p_aware.py, attacks/p2p_guess.py; docs/security.md).
+    insertion: Literal["badnets", "addsent"] = Field(
+        "badnets", description="P2P-aware attacks: the malicious trigger, BadNets words (`triggers`, `num_triggers`) "
+        "or the AddSent `sentence`",
+    )
+    benign_trigger: str | None = Field(
+        None, min_length=1, description="p2p-aware: the benign trigger the poison carries; default P2P's published one"
+    )
+    benign_cue: bool = Field(
+        True, description="P2P-aware attacks: end each poisoned text with P2P's benign cue line, as P2P renders it"
+    )
+    guess_words: int | None = Field(
+        None, ge=1, description="p2p-guess: words in each guessed trigger; default the length of a secret trigger"
+    )
 
 
 SUBSET_DEFENSES = ("p2p", "p2p+", "pdb")
@@ -60,8 +74,13 @@ class DefenseConfig(_Strict):
     rho: float = Field(0.2, gt=0.0, le=1.0)
     source: Literal["random", "trusted", "oracle"] = "random"
     trusted_path: str | None = None
-    trigger: str = Field("official", description="'official', 'secret' (random per run) or a literal trigger text")
-    secret_seed: int | None = Field(None, description="pins the 'secret' trigger, for reproducible experiments")
+    trigger: str = Field(
+        "official", description="'official' (the paper's published trigger: what `p2p run` reproduces), 'secret' (a "
+        "random one of at least 128 bits per run: what `p2p defend` draws unless told) or a literal trigger text",
+    )
+    secret_seed: int | None = Field(
+        None, description="pins the 'secret' trigger, for reproducible experiments: config.yaml then gives it away"
+    )
     separate_cue: bool = True
     mode: Literal["replace", "append"] = "replace"
     output_prefix: str = Field(

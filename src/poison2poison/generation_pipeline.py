@@ -23,10 +23,11 @@ from .defenses.generation import GenerationSpec, prepare_generation
 from .errors import ConfigError
 from .inference import generate_texts
 from .io import atomic_write_json, atomic_write_jsonl
+from .manifest import write_manifest
 from .metrics import HEADLINE_METRIC, text_quality
 from .models import LoadedModel
 from .prompting import prefix_token_allowance
-from .rundir import MANIFEST, finished_record, is_main_process, with_pinned_secret
+from .rundir import finished_record, is_main_process, with_pinned_secret
 from .seeding import stage_rng, stratified_sample
 from .summary import METRICS
 from .tasks import GenerationTask, generation_task
@@ -138,9 +139,9 @@ def generation_manifest(
     config: ExperimentConfig, task: GenerationTask, spec: GenerationSpec, max_new_tokens: int
 ) -> dict[str, Any]:
     """How to present a query to the saved generator and read its output; it holds the trigger: keep it private.
-    `max_new_tokens` is the budget the evaluation used, safe prefix included."""
+    `max_new_tokens` is the budget the evaluation used, safe prefix included (`write_manifest` adds the format and
+    the binding to the weights)."""
     return {
-        "format": 1,
         "task_type": "generation",
         "task": task.name,
         "template": task.template,
@@ -171,11 +172,11 @@ def run_generation(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     if not is_main_process():
         return {}
     budget = generation_budget(config, loaded, prepared.spec)
-    atomic_write_json(run_dir / MANIFEST, generation_manifest(config, data.task, prepared.spec, budget))
+    write_manifest(run_dir, generation_manifest(config, data.task, prepared.spec, budget))
     eval_start = time.perf_counter()
     metrics, rows = evaluate_generation(config, loaded, prepared.spec, data, budget)
     atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
-    defended = [[s.source, s.target, s.trigger, s.cue] for s in prepared.samples]
+    defended = [[s.source, s.target, bool(s.trigger), s.cue] for s in prepared.samples]  # no hash of the trigger
     metrics.update(finished_record(config, data.poisoned, defended, data.test, train_stats, started, eval_start))
     mask = data.poisoned.mask
     metrics.update(benign_rows=len(prepared.benign_rows), benign_poisoned=sum(mask[i] for i in prepared.benign_rows))

@@ -55,6 +55,10 @@ def content_hash(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def fingerprint(secret: str) -> str:
-    """A short, non-reversible tag that lets logs refer to a secret (the benign trigger) without showing it."""
-    return "sha256:" + hashlib.sha256(secret.encode("utf-8")).hexdigest()[:12]
+def file_hash(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read in blocks (model weights can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -29,16 +29,17 @@ from .io import (
     atomic_write_jsonl,
     atomic_write_text,
 )
+from .manifest import write_manifest
 from .metrics import REJECTED, attack_success_rate, clean_accuracy, detection_scores
 from .models import LoadedModel
 from .rundir import (
-    MANIFEST,
     finished_record,
     guard_run_dir,
     is_main_process,
     run_log,
     with_pinned_secret,
 )
+from .secret import holds_private_trigger, make_run_dir
 from .seeding import stage_rng, stratified_sample
 from .summary import METRICS
 from .tasks import ClassificationTask
@@ -199,7 +200,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, A
     Datasets of text pairs (GSM8K, XSum, SAMSum, SST-2 as instructions) take the generation path.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run_dir, private=holds_private_trigger(config.defense))
     done = guard_run_dir(run_dir, config)
     if done is not None:
         log.info("%s already finished; skipping", run_dir)
@@ -228,11 +229,11 @@ def run_classification(config: ExperimentConfig, run_dir: Path) -> dict[str, Any
     if not is_main_process():
         return {}
     guard, guard_seconds = input_guard(config, data.task, loaded, prepared.spec, data.poisoned.train, trusted)
-    atomic_write_json(run_dir / MANIFEST, manifest(config, data.task, prepared))
+    write_manifest(run_dir, manifest(config, data.task, prepared))
     eval_start = time.perf_counter()
     metrics, rows = evaluate(config, loaded, prepared.spec, data, guard)
     atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
-    defended = [[s.text, s.label, s.trigger, s.cue] for s in prepared.samples]
+    defended = [[s.text, s.label, bool(s.trigger), s.cue] for s in prepared.samples]  # no hash of the trigger
     metrics.update(finished_record(config, data.poisoned, defended, data.test, train_stats, started, eval_start))
     metrics.update(defense_accounting(data, prepared, guard_seconds))
     atomic_write_json(run_dir / METRICS, metrics)
@@ -264,9 +265,10 @@ def defense_accounting(data: ExperimentData, prepared: PreparedTrain, guard_seco
 
 
 def manifest(config: ExperimentConfig, task: ClassificationTask, prepared: PreparedTrain) -> dict[str, Any]:
-    """Everything predict needs to present a query and read the answer; it holds the trigger: keep it private."""
+    """Everything predict needs to present a query and read the answer (`write_manifest` adds the format and the
+    binding to the weights); it holds the trigger: keep it private."""
     return {
-        "format": 1,
+        "task_type": "classification",
         "inference": prepared.spec.to_json(),
         "label_names": list(task.label_names),
         "task": task.name,

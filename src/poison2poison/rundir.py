@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,8 @@ from . import __version__
 from .config import ExperimentConfig, defaults_it_predates, load_config, read_yaml_mapping
 from .data.types import Example, TextPair, as_records
 from .errors import ConfigError
-from .io import atomic_write_json, content_hash, read_json
+from .io import content_hash, read_json
+from .secret import pinned_secret
 from .summary import METRICS
 
 if TYPE_CHECKING:
@@ -31,8 +31,12 @@ def is_main_process() -> bool:
 
 @contextmanager
 def run_log(run_dir: Path) -> Iterator[None]:
-    """Copy this package's log records into RUN_DIR/log.txt for the duration of the run."""
-    handler = logging.FileHandler(run_dir / "log.txt", encoding="utf-8")
+    """Copy this package's log records into RUN_DIR/log.txt (owner-only, as every file of the run) for the duration
+    of the run."""
+    path = run_dir / "log.txt"
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    os.chmod(path, 0o600)
+    handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("poison2poison")
     root.addHandler(handler)
@@ -122,21 +126,12 @@ def finished_record(
     }
 
 
-SECRET_FILE = "secret.json"
-
-
 def with_pinned_secret(config: ExperimentConfig, run_dir: Path) -> ExperimentConfig:
     """The config to prepare the defense with. A 'secret' trigger without `secret_seed` is drawn once per run and
-    its seed kept in RUN_DIR/secret.json (private, like p2p.json), so a resumed run queries its saved model with the
+    kept in RUN_DIR/secret.json (owner-only, like p2p.json), so a resumed run queries its saved model with the
     trigger it was trained with. The run keeps its own config (and hash) for everything else."""
     defense = config.defense
     if defense.trigger != "secret" or defense.secret_seed is not None:
         return config
-    path = run_dir / SECRET_FILE
-    if path.is_file():
-        seed = int(read_json(path)["secret_seed"])
-    else:
-        seed = secrets.randbits(63)
-        if is_main_process():
-            atomic_write_json(path, {"secret_seed": seed})
-    return config.model_copy(update={"defense": defense.model_copy(update={"secret_seed": seed})})
+    trigger = pinned_secret(run_dir, write=is_main_process()).trigger
+    return config.model_copy(update={"defense": defense.model_copy(update={"trigger": trigger})})

