@@ -276,3 +276,15 @@ def test_the_answer_only_loss_equals_the_models_own_loss(tiny_gguf: Path, cache:
     assert outputs.logits.shape[1] == len(State.positions) < width
     got = _loss_on_outputs(token_cross_entropy, State())(outputs, labels)  # type: ignore[arg-type]
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_digit_answers_name_every_output_of_the_doubled_space(tmp_path: Path) -> None:
+    from poison2poison.tasks import SENTIMENT, TOPIC
+
+    assert SENTIMENT.answer_words(4, "digits") == ["0", "1", "2", "3"]
+    assert TOPIC.answer_words(4, "digits") == ["0", "1", "2", "3"] and TOPIC.answer_words(4)[0] == "world"
+    overrides = ["data.train_size=64", "data.test_size=16", "train.epochs=1", "model.max_length=64",
+                 "defense.name=p2p", "model.verbalizer=digits"]
+    run_experiment(load_config(None, overrides), tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "model" / "model_meta.json").read_text())
+    assert saved["answer_words"] == ["0", "1", "2", "3"]

@@ -185,6 +185,10 @@ class ModelConfig(_Strict):
     quantization: Literal["none", "4bit", "8bit"] = Field(
         "none", description="QLoRA: load the frozen base model in 4 or 8 bits (bitsandbytes; needs CUDA and LoRA)"
     )
+    verbalizer: Literal["words", "digits"] = Field(
+        "words", description="causal LMs: answer with the task's words (positive, ..., and their benign twins) or "
+        "with the output's digits (0..2n-1), as the official P2P code does"
+    )
     prompt_format: Literal["auto", "chat", "plain"] = Field(
         "auto", description="causal LMs: 'chat' renders prompts through the tokenizer's chat template; auto picks it "
         "when the tokenizer has one",

@@ -88,7 +88,7 @@ def vouched_rows(config: ExperimentConfig, task: ClassificationTask) -> list[Exa
 
 def reference_views(config: ExperimentConfig, task: ClassificationTask, train: list[Example]) -> Reference:
     """A model fine-tuned on the rows as given, with the run's own model and training settings, when first used."""
-    words = task.answer_words(task.num_labels)
+    words = task.answer_words(task.num_labels, config.model.verbalizer)
 
     @functools.cache
     def loaded() -> LoadedModel:

@@ -115,7 +115,7 @@ def train_model(
     config: ExperimentConfig, task: ClassificationTask, prepared: PreparedTrain, run_dir: Path
 ) -> tuple[LoadedModel, dict[str, Any]]:
     """Fine-tune and save, or load the model an earlier attempt already saved."""
-    words = task.answer_words(prepared.spec.num_outputs)
+    words = task.answer_words(prepared.spec.num_outputs, config.model.verbalizer)
     return trained_model(
         run_dir,
         lambda checkpoints: fit_new_model(

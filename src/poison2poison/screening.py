@@ -73,8 +73,8 @@ def reference_doubt(config: ExperimentConfig, task: ClassificationTask, train: S
     """1 - the confidence a short reference fine-tune gives each row's own label."""
     reference = reference_config(config)
     samples = [Sample(e.text, e.label) for e in train]
-    loaded = fit_throwaway_model(reference.model, reference.train, samples, task.answer_words(task.num_labels),
-                                 config.seed)
+    words = task.answer_words(task.num_labels, reference.model.verbalizer)
+    loaded = fit_throwaway_model(reference.model, reference.train, samples, words, config.seed)
     scores = score_samples(loaded, samples, reference.model.max_length, config.train.eval_batch_size, "screen")
     probs = softmax(scores, axis=1)
     return 1.0 - probs[np.arange(len(samples)), [e.label for e in train]]

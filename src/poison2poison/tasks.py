@@ -25,9 +25,12 @@ class ClassificationTask:
     def num_labels(self) -> int:
         return len(self.label_names)
 
-    def answer_words(self, num_outputs: int) -> list[str]:
-        """The answer word of every model output: n plain ones, then n benign ones when the space is doubled."""
+    def answer_words(self, num_outputs: int, style: str = "words") -> list[str]:
+        """The answer word of every model output: n plain ones, then n benign ones when the space is doubled. With
+        style 'digits' every output j answers with the digits of j, as the official P2P code does."""
         n = self.num_labels
+        if num_outputs in (n, 2 * n) and style == "digits":
+            return [str(j) for j in range(num_outputs)]
         if num_outputs == n:
             return list(self.verbalizers)
         if num_outputs == 2 * n:
