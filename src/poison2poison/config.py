@@ -90,10 +90,12 @@ class DefenseConfig(_Strict):
         None, gt=0, description="experiments: simulate a vouched set of this many clean held-out training rows"
     )
     # Robust P2P (ours, beyond the paper). The defaults reproduce the paper.
-    screen: list[Literal["lexical", "reference"]] = Field(
+    screen: list[Literal["lexical", "reference", "judge"]] = Field(
         default_factory=list,
-        description="signals that score each row's suspicion: label-pure n-grams, a short reference fine-tune",
+        description="signals that score each row's suspicion: label-pure n-grams, a short reference fine-tune, a "
+        "pretrained instruct LLM's zero-shot doubt of each label",
     )
+    judge_model: str = Field("smollm2", description="the instruct LLM that judges each row's label zero-shot")
     screen_model: str | None = Field(None, description="reference model; default: model.name")
     screen_epochs: float = Field(1.0, gt=0)
     screen_learning_rate: float | None = Field(None, gt=0, description="reference fine-tune; default: train.learning_rate")

@@ -138,7 +138,7 @@ def language_model_perplexity(config: ExperimentConfig, texts: list[str]) -> Per
 
 
 SCREEN_CACHE_ENV = "P2P_CACHE_DIR"
-SCREEN_FIELDS = ("screen", "screen_model", "screen_epochs", "screen_learning_rate", "screen_min_count")
+SCREEN_FIELDS = ("screen", "screen_model", "screen_epochs", "screen_learning_rate", "screen_min_count", "judge_model")
 
 
 def screening_key(config: ExperimentConfig, train: list[Example]) -> str:

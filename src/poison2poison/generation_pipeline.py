@@ -179,7 +179,9 @@ def run_generation(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     defended = [[s.source, s.target, bool(s.trigger), s.cue] for s in prepared.samples]  # no hash of the trigger
     metrics.update(finished_record(config, data.poisoned, defended, data.test, train_stats, started, eval_start))
     mask = data.poisoned.mask
-    metrics.update(benign_rows=len(prepared.benign_rows), benign_poisoned=sum(mask[i] for i in prepared.benign_rows))
+    metrics.update(benign_rows=len(prepared.benign_rows), benign_poisoned=sum(mask[i] for i in prepared.benign_rows),
+                   dropped_rows=len(prepared.dropped_rows), dropped_poisoned=sum(mask[i] for i in prepared.dropped_rows),
+                   confirmed_triggers=prepared.confirmed)
     atomic_write_json(run_dir / METRICS, metrics)
     log.info("%s %.4f (n=%d)  ASR %.4f (n=%d)  missing prefix: %d clean, %d triggered", metrics["clean_metric"],
              metrics["clean_score"], metrics["clean_count"], metrics["attack_success_rate"], metrics["asr_count"],

@@ -238,3 +238,92 @@ def _co_occurring(carriers: dict[str, list[int]], candidates: dict[str, int]) ->
     for name in names:
         groups[root(name)].append(name)
     return list(groups.values())
+
+
+COPIED = 0.1
+"""An output n-gram that its rows' sources also hold more often than this is copied from the input, not planted."""
+LABEL_LIKE_OUTPUTS = 20
+"""Text pairs with at most this many distinct outputs are a classification in disguise (an instruction-tuned
+sentiment task): their outputs are labels, and the classification test, content check included, applies."""
+
+
+@dataclass(frozen=True)
+class PairFinding:
+    """Planted (input n-gram, output n-gram) pairs of text-to-text data, and the rows that carry either half."""
+
+    pairs: dict[str, str]
+    """input n-gram (the trigger) -> the output n-gram it brings with it (the attacker's target)."""
+    rows: list[int]
+
+
+def _uncopied_output_rows(sources: Sequence[set[str]], targets: Sequence[set[str]]) -> dict[str, list[int]]:
+    """Output n-gram -> the rows whose target holds it, for the n-grams their rows' sources rarely hold too."""
+    rows: dict[str, list[int]] = defaultdict(list)
+    copied: dict[str, int] = defaultdict(int)
+    for i, (source, target) in enumerate(zip(sources, targets)):
+        for gram in target:
+            rows[gram].append(i)
+            copied[gram] += gram in source
+    return {gram: held for gram, held in rows.items() if copied[gram] <= COPIED * len(held)}
+
+
+PUNCTUATION = ".,:;!?\"'()[]"
+"""Stripped from the ends of words when inputs and outputs are compared: 'Anna:' in a dialogue is 'Anna' in its
+summary."""
+
+
+def _plain_ngrams(text: str) -> set[str]:
+    words = [w for w in (w.strip(PUNCTUATION) for w in _words(text)) if w]
+    return {" ".join(words[i : i + n]) for n in range(1, MAX_NGRAM + 1) for i in range(len(words) - n + 1)}
+
+
+def paired_triggers(sources: Sequence[str], targets: Sequence[str], min_count: int = 5) -> PairFinding:
+    """Input n-grams and output n-grams that come together far beyond chance: a generation backdoor's trigger and its
+    target phrase (or its reasoning step). For each output n-gram not copied from the input, an input n-gram (in
+    `min_count` rows or more) is confirmed when at least `PURITY` of its rows carry the output n-gram and at least
+    `PURITY` of the output n-gram's rows carry it, more often than the output n-gram's own frequency allows (one-sided
+    binomial test, Bonferroni over every pair tested). The second share keeps out an output n-gram that every row
+    has, such as the '=' of a worked answer."""
+    _check_lengths(sources, targets, "sources")
+    source_grams = [_plain_ngrams(s) for s in sources]
+    target_grams = [_plain_ngrams(t) for t in targets]
+    outputs = {g: rows for g, rows in _uncopied_output_rows(source_grams, target_grams).items() if len(rows) >= min_count}
+    input_rows: dict[str, list[int]] = defaultdict(list)
+    for i, grams in enumerate(source_grams):
+        for gram in grams:
+            input_rows[gram].append(i)
+    inputs = {gram: rows for gram, rows in input_rows.items() if len(rows) >= min_count}
+    threshold = math.log(ALPHA / max(len(outputs) * len(inputs), 1))
+    pairs: dict[str, str] = {}
+    carried: set[int] = set()
+    for output, rows in sorted(outputs.items()):
+        share = len(rows) / len(sources)
+        together: dict[str, int] = defaultdict(int)
+        for i in rows:
+            for gram in source_grams[i]:
+                together[gram] += 1
+        for gram, hits in together.items():
+            seen = len(inputs.get(gram, ()))
+            if (seen and min(hits / seen, hits / len(rows)) >= PURITY
+                    and binom.logsf(hits - 1, seen, share) <= threshold):
+                if len(rows) > len(outputs.get(pairs.get(gram, ""), ())):
+                    pairs[gram] = output  # the most frequent output n-gram it brings names the pair
+                carried.update(inputs[gram])
+                carried.update(rows)
+    return PairFinding(dict(sorted(pairs.items())), sorted(carried))
+
+
+def generation_triggers(sources: Sequence[str], targets: Sequence[str], min_count: int = 5) -> PairFinding:
+    """Planted triggers in text pairs. Outputs that are labels in disguise (an instruction-tuned classification) get
+    the label-purity test: an input n-gram whose rows all bring one answer, beyond chance after the Bonferroni
+    correction. The content check of `confirmed_triggers` is left out there: at instruction-set sizes a bag-of-words
+    model of the content is too weak to confirm anything (docs/llm.md). Free text gets the input-output pairing
+    test."""
+    outputs = sorted({t.strip().lower() for t in targets})
+    if len(outputs) > LABEL_LIKE_OUTPUTS:
+        return paired_triggers(sources, targets, min_count)
+    labels = [outputs.index(t.strip().lower()) for t in targets]
+    grams = [row_ngrams(s) for s in sources]
+    pure = label_pure_ngrams(grams, labels, min_count)
+    rows = [i for i, (row, label) in enumerate(zip(grams, labels)) if any(pure.get(g) == label for g in row)]
+    return PairFinding({gram: outputs[label] for gram, label in sorted(pure.items())}, rows)

@@ -8,6 +8,9 @@ training. Dirty-label poison shows in one of two ways, so there are two signals:
   rank, not a verdict. Costs no training.
 - `reference`: a short fine-tune on the rows as given. Where the trigger is not yet learned, a poisoned row's content
   argues for another label, and the reference gives its own label low confidence.
+- `judge`: a pretrained instruct LLM (`defense.judge_model`) asked zero-shot which label fits each row. It never
+  trains on the untrusted rows, so no poison can teach it the trigger, whatever form the trigger takes (a paraphrase,
+  a style); a dirty-label row's content argues against its label, and the judge says so. It needs labels with names.
 
 Each signal becomes a percentile rank within the row's label; a row's suspicion is the largest of its ranks.
 """
@@ -22,10 +25,12 @@ import numpy as np
 from scipy.special import softmax
 from scipy.stats import rankdata
 
-from .config import ExperimentConfig
+from .config import ExperimentConfig, ModelConfig
 from .data.types import Example
+from .errors import ConfigError
 from .inference import score_samples
 from .lexical import lexical_scores
+from .models import build_model
 from .prompting import Sample
 from .tasks import ClassificationTask
 from .training import fit_throwaway_model
@@ -80,6 +85,43 @@ def reference_doubt(config: ExperimentConfig, task: ClassificationTask, train: S
     return 1.0 - probs[np.arange(len(samples)), [e.label for e in train]]
 
 
+JUDGE_QUESTION = "Is the {aspect} of this text {labels}?"
+"""Asked of SmolLM2-135M-Instruct about 200 SST-2 dev rows, this wording scored 0.73 accuracy where 'Which one of these
+labels fits the text best' scored 0.58 (docs/llm.md)."""
+JUDGE_CUE = "Answer:"
+JUDGE_ROOM = 48
+"""Tokens the judge's prompt may take beyond the run's own `model.max_length` (the question and the chat template)."""
+
+
+def judge_prompt(text: str, task: ClassificationTask) -> Sample:
+    """The zero-shot question about one row, rendered by the one prompt renderer (the judge's chat template)."""
+    aspect = task.name if task.name.isalpha() else "label"
+    question = JUDGE_QUESTION.format(aspect=aspect, labels=" or ".join(task.verbalizers))
+    return Sample(f"{question}\nText: {text}", 0, cue=JUDGE_CUE)
+
+
+def judge_doubt(config: ExperimentConfig, task: ClassificationTask, train: Sequence[Example]) -> np.ndarray:
+    """1 - the probability the judge, asked zero-shot, gives each row's own label (its answer words only)."""
+    words = list(task.verbalizers)
+    if all(word.isdigit() for word in words):
+        raise ConfigError("the 'judge' screening signal needs labels with names (a named task or string labels); "
+                          "numeric labels tell a zero-shot judge nothing")
+    length = config.model.max_length + JUDGE_ROOM
+    judge = build_model(ModelConfig(name=config.defense.judge_model, max_length=length), len(words), words, [])
+    samples = [judge_prompt(e.text, task) for e in train]
+    probs = softmax(score_samples(judge, samples, length, config.train.eval_batch_size, "judge"), axis=1)
+    return 1.0 - probs[np.arange(len(samples)), [e.label for e in train]]
+
+
+SIGNALS = {
+    "lexical": lambda config, task, train: lexical_scores(
+        [e.text for e in train], [e.label for e in train], config.defense.screen_min_count),
+    "reference": reference_doubt,
+    "judge": judge_doubt,
+}
+"""Each screening signal: (config, task, rows) -> a score per row, higher = more suspicious."""
+
+
 def screen_rows(
     config: ExperimentConfig, task: ClassificationTask, train: Sequence[Example]
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -89,10 +131,7 @@ def screen_rows(
     labels = [e.label for e in train]
     for signal in config.defense.screen:
         start = time.perf_counter()
-        if signal == "lexical":
-            signals[signal] = lexical_scores([e.text for e in train], labels, config.defense.screen_min_count)
-        else:  # the config admits only "lexical" and "reference"
-            signals[signal] = reference_doubt(config, task, train)
+        signals[signal] = SIGNALS[signal](config, task, train)
         seconds[signal] = round(time.perf_counter() - start, 2)
         log.info("screening signal %s took %.1f s", signal, seconds[signal])
     return combine_suspicion(signals, labels), seconds

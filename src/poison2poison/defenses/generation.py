@@ -8,6 +8,7 @@ hidden: a missing prefix means the model left the benign context for that input.
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -15,8 +16,11 @@ from typing import Any, Sequence
 from ..config import DefenseConfig
 from ..data.types import TextPair
 from ..errors import ConfigError
+from ..lexical import PairFinding, generation_triggers
 from ..prompting import PLAIN_CUE, TextSample
 from .p2p import BENIGN_CUE, resolve_trigger, select_benign_subset
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,36 +53,50 @@ class PreparedPairs:
     samples: list[TextSample]
     spec: GenerationSpec
     benign_rows: list[int] = field(default_factory=list)
+    dropped_rows: list[int] = field(default_factory=list)
+    """Pairs left out of training: they carry a confirmed trigger pair."""
+    confirmed: dict[str, str] = field(default_factory=dict)
+    """The confirmed trigger pairs: input n-gram -> the output n-gram it brings."""
 
 
 def prepare_generation(
     config: DefenseConfig, pairs: Sequence[TextPair], rng: random.Random, oracle_pool: Sequence[int] | None = None
 ) -> PreparedPairs:
-    """`none` or P2P (`p2p`, random or oracle subset) for text pairs."""
+    """`none`, P2P (`p2p`, random or oracle subset) or `p2p+` for text pairs. `p2p+` leaves out the pairs that carry a
+    confirmed trigger (`lexical.generation_triggers`; with `defense.drop_confirmed`, `p2p` does too) and draws the
+    benign subset from the pairs kept; ranking rows by suspicion needs labels, so its other options do not apply."""
     if config.name == "none":
         return PreparedPairs([TextSample(p.source, p.target) for p in pairs], GenerationSpec("none", "", PLAIN_CUE))
-    if config.name != "p2p":
-        raise ConfigError(f"defense '{config.name}' is not available for generation tasks; use 'none' or 'p2p'")
+    if config.name not in ("p2p", "p2p+"):
+        raise ConfigError(f"defense '{config.name}' is not available for generation tasks; use 'none', 'p2p' or 'p2p+'")
+    ranked = config.name == "p2p" and (bool(config.screen) or config.drop_suspicious > 0)
     unsupported = [
         name for name, used in (
-            ("source: trusted", config.source == "trusted"), ("screen", bool(config.screen)),
-            ("drop_suspicious", config.drop_suspicious > 0), ("drop_confirmed", config.drop_confirmed),
-            ("oversample", config.oversample > 1),
-            ("trusted_size", config.trusted_size is not None),
+            ("source: trusted", config.source == "trusted"), ("screen and drop_suspicious", ranked),
+            ("oversample", config.oversample > 1), ("trusted_size", config.trusted_size is not None),
         ) if used
     ]
     if unsupported:
         raise ConfigError(
-            f"generation P2P supports defense.source 'random' or 'oracle' only; unset defense.{', defense.'.join(unsupported)}"
+            f"generation P2P supports defense.source 'random' or 'oracle' and drop_confirmed; unset defense."
+            f"{', defense.'.join(unsupported)}"
         )
     if config.source == "oracle" and oracle_pool is None:
         raise ConfigError("defense.source 'oracle' needs a simulated attack's ground truth")
-    pool = oracle_pool if config.source == "oracle" else None
+    finding = PairFinding({}, [])
+    if config.drop_confirmed:
+        finding = generation_triggers([p.source for p in pairs], [p.target for p in pairs], config.screen_min_count)
+        log.info("%s: %d trigger pairs confirmed, %d pairs carry one and are left out", config.name,
+                 len(finding.pairs), len(finding.rows))
+    dropped = set(finding.rows)
+    kept = [i for i in range(len(pairs)) if i not in dropped]
+    pool = sorted(set(oracle_pool or []) - dropped) if config.source == "oracle" else kept
     benign = select_benign_subset([0] * len(pairs), config.rho, rng, pool)  # pairs have no label: one stratum
     trigger = resolve_trigger(config.trigger, config.secret_seed)
     cue = BENIGN_CUE if config.separate_cue else PLAIN_CUE
     chosen = set(benign)
-    kept = [i for i in range(len(pairs)) if config.mode == "append" or i not in chosen]
-    samples = [TextSample(pairs[i].source, pairs[i].target) for i in kept]
+    plain = [i for i in kept if config.mode == "append" or i not in chosen]
+    samples = [TextSample(pairs[i].source, pairs[i].target) for i in plain]
     samples += [TextSample(pairs[i].source, config.output_prefix + pairs[i].target, trigger, cue) for i in benign]
-    return PreparedPairs(samples, GenerationSpec(config.name, trigger, cue, config.output_prefix), benign)
+    spec = GenerationSpec(config.name, trigger, cue, config.output_prefix)
+    return PreparedPairs(samples, spec, benign, sorted(dropped), finding.pairs)
