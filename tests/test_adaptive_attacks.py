@@ -6,9 +6,9 @@ import random
 from pathlib import Path
 
 import pytest
+from test_end_to_end import TINY
 
 from poison2poison import load_config, run_experiment
-
 from poison2poison.attacks import ATTACKS, build_attack
 from poison2poison.config import AttackConfig, DefenseConfig
 from poison2poison.data import Example
@@ -17,8 +17,6 @@ from poison2poison.defenses.p2p import BENIGN_CUE, OFFICIAL_TRIGGER, P2P
 from poison2poison.prompting import PLAIN_CUE, Sample, render_prompt
 from poison2poison.secret import secret_length, secret_words
 from poison2poison.tasks import SENTIMENT
-
-from test_end_to_end import TINY
 
 ROWS = [Example(f"row {i} is a plain sentence about a film", i % 2) for i in range(200)]
 TARGET = 1

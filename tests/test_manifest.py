@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from test_end_to_end import TINY, user_file
 
 from poison2poison import DefendedModel, defend, load_config
 from poison2poison.errors import ModelSetupError
 from poison2poison.io import read_json
-
-from test_end_to_end import TINY, user_file
 
 
 @pytest.fixture(scope="module")
