@@ -58,12 +58,10 @@ def plain_reading(spec: InferenceSpec, num_labels: int) -> InferenceSpec:
     return InferenceSpec(spec.defense, "", PLAIN_CUE, tuple(j % num_labels for j in range(spec.num_outputs)))
 
 
-class ClassifierBackend:
-    task_type = "classification"
+class _ServedModel:
+    """What the two backends share: a defended model whose spec names its defense and holds its trigger."""
 
-    def __init__(self, model: DefendedModel) -> None:
-        self.model = model
-        self.plain = plain_reading(model.spec, len(model.label_names))
+    model: DefendedModel | DefendedGenerator
 
     @property
     def trigger(self) -> str:
@@ -72,6 +70,14 @@ class ClassifierBackend:
     @property
     def defense(self) -> str:
         return self.model.spec.defense
+
+
+class ClassifierBackend(_ServedModel):
+    task_type = "classification"
+
+    def __init__(self, model: DefendedModel) -> None:
+        self.model = model
+        self.plain = plain_reading(model.spec, len(model.label_names))
 
     def answer(self, items: list[ClassifyItem]) -> list[ClassifyAnswer]:
         """Labels and probabilities read as DefendedModel reads them (the top output, projected), and, for items
@@ -91,20 +97,12 @@ class ClassifierBackend:
                              batch_size=max(len(texts), 1), label="serve")
 
 
-class GeneratorBackend:
+class GeneratorBackend(_ServedModel):
     task_type = "generation"
 
     def __init__(self, model: DefendedGenerator) -> None:
         self.model = model
         self.redact = TriggerRedactor(model.spec.trigger)
-
-    @property
-    def trigger(self) -> str:
-        return self.model.spec.trigger
-
-    @property
-    def defense(self) -> str:
-        return self.model.spec.defense
 
     def answer(self, items: list[GenerateItem]) -> list[GenerateAnswer]:
         """Greedy answers; items with the same token budget are generated together."""
