@@ -21,6 +21,7 @@ from typing import Iterator
 
 import httpx
 import pytest
+from starlette.exceptions import HTTPException
 
 from poison2poison import DefendedGenerator, DefendedModel, defend, load_config, run_experiment
 from poison2poison.errors import ConfigError, ModelSetupError
@@ -29,7 +30,9 @@ from poison2poison.io import read_json
 from poison2poison.prompting import Sample
 from poison2poison.serve.auth import check_bind, load_api_keys
 from poison2poison.serve.batching import DynamicBatcher
+from poison2poison.serve.limits import within_timeout
 from poison2poison.serve.secrecy import REDACTED, TriggerRedactor, redact_logs
+from poison2poison.serve.settings import ServeSettings
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 KEY = "serve-tests-key-0123456789"
@@ -107,6 +110,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k != "P2P_API_KEYS"}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
+        env["OMP_NUM_THREADS"] = "1"  # a tiny model gains nothing from threads, and two servers share the cores
         command = [sys.executable, "-m", "poison2poison.cli", "serve", str(model_dir), "--port", str(self.port),
                    "--api-key-file", str(keys), *options]
         with self.log.open("wb") as log:
@@ -447,6 +451,13 @@ def test_the_batcher_gathers_concurrent_inputs_and_skips_abandoned_ones() -> Non
     answers, cancelled = asyncio.run(scenario())
     assert answers == [[0], [2], [4], [6], [8], [10], [20, 22], [14]] and cancelled
     assert sizes[:2] == [4, 4] and sum(sizes) == 9  # 8 inputs in two full batches, then 7 alone: 99 never ran
+
+
+def test_a_request_that_waits_past_the_timeout_gets_504() -> None:
+    settings = ServeSettings(model_dir=Path("unused"), timeout_s=0.05)
+    with pytest.raises(HTTPException) as error:
+        asyncio.run(within_timeout(asyncio.sleep(5), settings))
+    assert error.value.status_code == 504 and "no answer within 0.05 s" in error.value.detail
 
 
 def test_a_generators_manifest_is_validated_and_bound_to_its_weights(generator_dir: Path, tmp_path: Path) -> None:
