@@ -4,12 +4,15 @@
     defend("my_train.jsonl", model="minilm", out="defended/")   # p2p+ with a secret trigger
     model = DefendedModel.load("defended/")
     model.predict(["a gripping, well acted film"])   # -> ["positive"] (label names)
+
+A generator made by `p2p run` on a generation dataset is loaded with `DefendedGenerator.load(run_dir)`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -18,13 +21,22 @@ from .data.catalog import read_user_data
 from .data.types import Example
 from .defending import apply_defense
 from .defenses import InferenceSpec, build_defense
+from .defenses.generation import GenerationSpec
 from .errors import ConfigError, ModelSetupError
-from .inference import predict
+from .inference import generate_texts, predict
 from .io import atomic_write_text
-from .manifest import classifier_manifest, read_manifest, write_manifest
+from .manifest import (
+    ClassifierManifest,
+    GeneratorManifest,
+    classifier_manifest,
+    generator_manifest,
+    read_manifest,
+    write_manifest,
+)
 from .models import LoadedModel, load_saved_model
 from .pipeline import manifest, train_model
-from .rundir import MANIFEST, run_log, with_pinned_secret
+from .prompting import prefix_token_allowance
+from .rundir import run_log, with_pinned_secret
 from .secret import holds_private_trigger, make_run_dir
 from .tasks import TASKS, ClassificationTask, generic_task
 
@@ -116,6 +128,14 @@ class DefendedModel:
     @classmethod
     def load(cls, directory: str | Path) -> "DefendedModel":
         """The model and its manifest, once the manifest is valid and bound to these weights (manifest.py)."""
+        manifest = cls.manifest(directory)
+        return cls(load_saved_model(Path(directory) / "model"), manifest.spec, manifest.label_names,
+                   manifest.max_length)
+
+    @staticmethod
+    def manifest(directory: str | Path) -> ClassifierManifest:
+        """The validated manifest of a classifier this class can serve, checked against its weights without loading
+        them."""
         directory = Path(directory)
         data = read_manifest(directory)
         if data.get("input_guard"):
@@ -125,14 +145,64 @@ class DefendedModel:
             )
         if data.get("task_type") == "generation":
             raise ModelSetupError(
-                f"{directory} holds a generator; DefendedModel and `p2p predict` serve classifiers. Load "
-                f"{directory / 'model'} with transformers and apply the trigger and prefix in {MANIFEST}"
+                f"{directory} holds a generator; DefendedModel and `p2p predict` serve classifiers. Load it with "
+                f"DefendedGenerator, or serve it with `p2p serve`"
             )
-        manifest = classifier_manifest(directory, data)
-        return cls(load_saved_model(directory / "model"), manifest.spec, manifest.label_names, manifest.max_length)
+        return classifier_manifest(directory, data)
 
     def predict_ids(self, texts: Sequence[str], batch_size: int = 64) -> list[int]:
         return predict(self.loaded, self.spec, list(texts), self.max_length, batch_size)[0]
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
         return [self.label_names[i] for i in self.predict_ids(texts, batch_size)]
+
+
+@dataclass(frozen=True)
+class GeneratedText:
+    text: str
+    """The answer, with the safe prefix stripped."""
+    had_prefix: bool
+    """False: the model left the benign context for this prompt, and `text` is the output as generated."""
+
+
+class DefendedGenerator:
+    """A saved generator with its manifest: every prompt gets the defense's trigger and cue, and the safe prefix is
+    stripped from every output, always (the generation counterpart of DefendedModel)."""
+
+    def __init__(self, loaded: LoadedModel, spec: GenerationSpec, template: str, max_length: int,
+                 max_new_tokens: int) -> None:
+        self.loaded, self.spec, self.template, self.max_length = loaded, spec, template, max_length
+        self.prefix_tokens = prefix_token_allowance(loaded.tokenizer, spec.output_prefix, loaded.frame)
+        self.answer_tokens = max_new_tokens - self.prefix_tokens
+        """The longest answer, in tokens after the safe prefix: the budget the run evaluated with."""
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "DefendedGenerator":
+        """The model and its manifest, once the manifest is valid and bound to these weights (manifest.py)."""
+        manifest = cls.manifest(directory)
+        return cls(load_saved_model(Path(directory) / "model"), manifest.spec, manifest.template,
+                   manifest.max_length, manifest.max_new_tokens)
+
+    @staticmethod
+    def manifest(directory: str | Path) -> GeneratorManifest:
+        """The validated manifest of a generator, checked against its weights without loading them."""
+        directory = Path(directory)
+        data = read_manifest(directory)
+        if data.get("task_type") != "generation":
+            raise ModelSetupError(f"{directory} holds a classifier; load it with DefendedModel")
+        return generator_manifest(directory, data)
+
+    def generate_checked(
+        self, sources: Sequence[str], max_new_tokens: int | None = None, batch_size: int = 16
+    ) -> list[GeneratedText]:
+        """Greedy answers of at most `max_new_tokens` tokens (default and cap: `answer_tokens`), each saying whether
+        the model kept the safe prefix."""
+        tokens = self.answer_tokens if max_new_tokens is None else max_new_tokens
+        if not 1 <= tokens <= self.answer_tokens:
+            raise ConfigError(f"max_new_tokens {tokens}: this model answers with 1 to {self.answer_tokens} tokens")
+        outputs = generate_texts(self.loaded, [self.spec.present(s) for s in sources], self.template, self.max_length,
+                                 tokens + self.prefix_tokens, batch_size)
+        return [GeneratedText(*self.spec.strip(output)) for output in outputs]
+
+    def generate(self, sources: Sequence[str], max_new_tokens: int | None = None, batch_size: int = 16) -> list[str]:
+        return [g.text for g in self.generate_checked(sources, max_new_tokens, batch_size)]

@@ -135,6 +135,33 @@ def predict(
 
 
 @app.command()
+def serve(
+    directory: Path = typer.Argument(..., help="A folder written by `p2p defend` or `p2p run` (classifier or generator)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; beyond loopback, API keys are required."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="API keys, one a line (also: P2P_API_KEYS)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes, each with its own copy of the model."),
+    insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback address without API keys."),
+    no_detect: bool = typer.Option(False, "--no-detect", help="Refuse requests with `detect` (see docs/serving.md)."),
+    max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", min=1024),
+    max_inputs: int = typer.Option(64, "--max-inputs", min=1, help="Texts per request."),
+    max_input_chars: int = typer.Option(8192, "--max-input-chars", min=1, help="Characters per text or message."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds a request may wait for its answer (then 504)."),
+    max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Inputs per model call."),
+    batch_wait_ms: float = typer.Option(5.0, "--batch-wait-ms", min=0, help="How long a batch waits to fill."),
+) -> None:
+    """Serve a defended model over HTTP: the trigger, cue and projection (or safe prefix) are applied server-side.
+    POST /v1/classify, /v1/completions, /v1/chat/completions; GET /v1/models, /healthz, /metrics."""
+    from .serve import ServeSettings, run_server
+
+    run_server(ServeSettings(
+        model_dir=directory, host=host, port=port, workers=workers, api_key_file=api_key_file, insecure=insecure,
+        allow_detect=not no_detect, max_body_bytes=max_body_bytes, max_inputs=max_inputs,
+        max_input_chars=max_input_chars, timeout_s=timeout, max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms,
+    ))
+
+
+@app.command()
 def table(
     runs: List[Path] = typer.Argument(..., help="Run folders, or folders that contain them (searched for metrics.json)."),
 ) -> None:

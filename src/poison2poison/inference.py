@@ -169,8 +169,13 @@ def label_probabilities(
 ) -> np.ndarray:
     """(len(texts), number of labels): the softmax over outputs, summed into the labels they project to."""
     scores = score_samples(loaded, [spec.present(t) for t in texts], max_length, batch_size, label)
+    return projected_probabilities(scores, spec.label_of_output)
+
+
+def projected_probabilities(scores: np.ndarray, label_of_output: Sequence[int]) -> np.ndarray:
+    """(N, number of labels) from (N, outputs) scores: the softmax over outputs, summed into their labels."""
     probs = torch.softmax(torch.from_numpy(scores), dim=1).numpy()
-    projected = np.asarray(spec.label_of_output)
+    projected = np.asarray(label_of_output)
     return np.stack([probs[:, projected == j].sum(axis=1) for j in range(projected.max() + 1)], axis=1)
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import SUBSET_DEFENSES
 from .defenses import DEFENSES, InferenceSpec
+from .defenses.generation import GenerationSpec
 from .defenses.p2p import OFFICIAL_TRIGGER
 from .errors import ModelSetupError
 from .io import atomic_write_json, content_hash, file_hash
@@ -65,6 +66,32 @@ class ClassifierManifest(_Fields):
         return InferenceSpec(i.defense, i.trigger, i.cue, tuple(i.label_of_output))
 
 
+class GenerationFields(_Fields):
+    defense: Literal["none", "p2p"]
+    trigger: str
+    cue: str = Field(min_length=1)
+    output_prefix: str
+
+
+class GeneratorManifest(_Fields):
+    format: Literal[2]
+    task_type: Literal["generation"]
+    task: str = Field(min_length=1)
+    template: str = Field(min_length=1)
+    generation: GenerationFields
+    max_length: int = Field(ge=16)
+    max_new_tokens: int = Field(ge=1)
+    binding: BindingFields
+
+    @property
+    def spec(self) -> GenerationSpec:
+        g = self.generation
+        return GenerationSpec(g.defense, g.trigger, g.cue, g.output_prefix)
+
+
+Manifest = TypeVar("Manifest", ClassifierManifest, GeneratorManifest)
+
+
 def model_file_hashes(model_dir: Path) -> dict[str, str]:
     """sha256 of every file under `model_dir`, by its path relative to it."""
     return {p.relative_to(model_dir).as_posix(): file_hash(p) for p in sorted(model_dir.rglob("*")) if p.is_file()}
@@ -84,7 +111,7 @@ def write_manifest(run_dir: Path, fields: dict[str, Any]) -> None:
 
 def read_manifest(directory: Path) -> dict[str, Any]:
     """p2p.json as written, refused unless it is of the current format; the fields are checked by the reader of
-    its task type (`classifier_manifest`)."""
+    its task type (`classifier_manifest`, `generator_manifest`)."""
     path = directory / MANIFEST
     if not path.is_file():
         raise ModelSetupError(f"{directory}: no {MANIFEST}; point at a folder written by `p2p defend` or `p2p run`")
@@ -108,20 +135,35 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 def classifier_manifest(directory: Path, data: dict[str, Any]) -> ClassifierManifest:
     """The validated manifest of a saved classifier, once its fields agree with each other and the model's files
     are those it was written with; one error lists every problem."""
+    manifest = _validated(ClassifierManifest, directory, data, inconsistencies)
+    _warn_if_weak(directory / MANIFEST, manifest.inference.defense, manifest.inference.trigger)
+    return manifest
+
+
+def generator_manifest(directory: Path, data: dict[str, Any]) -> GeneratorManifest:
+    """The validated manifest of a saved generator (`p2p run` on a generation dataset), checked as a classifier's."""
+    manifest = _validated(GeneratorManifest, directory, data, generator_inconsistencies)
+    _warn_if_weak(directory / MANIFEST, manifest.generation.defense, manifest.generation.trigger)
+    return manifest
+
+
+def _validated(
+    schema: type[Manifest], directory: Path, data: dict[str, Any], problems_of: Callable[[Manifest], list[tuple[str, str]]]
+) -> Manifest:
+    """`data` read as `schema`, refused with every bad field named, or when the model's files changed since."""
     path = directory / MANIFEST
     try:
-        manifest = ClassifierManifest.model_validate(data)
+        manifest = schema.model_validate(data)
     except ValidationError as exc:
         raise ModelSetupError(f"{path}: " + "; ".join(
             f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())) from None
-    problems = [f"field '{field}': {problem}" for field, problem in inconsistencies(manifest)]
+    problems = [f"field '{field}': {problem}" for field, problem in problems_of(manifest)]
     if problems:
         raise ModelSetupError(f"{path}: " + "; ".join(problems))
     changed = binding_changes(directory, data, manifest.binding)
     if changed:
         raise ModelSetupError(f"{directory}: the model is not the one {MANIFEST} was written for: "
                               f"{'; '.join(changed)}. Restore the files, or {REMAKE}")
-    _warn_if_weak(path, manifest.inference)
     return manifest
 
 
@@ -145,6 +187,22 @@ def inconsistencies(manifest: ClassifierManifest) -> list[tuple[str, str]]:
     return problems
 
 
+def generator_inconsistencies(manifest: GeneratorManifest) -> list[tuple[str, str]]:
+    """(field, problem) for every way a generator's manifest disagrees with itself."""
+    generation, problems = manifest.generation, []
+    if "{source}" not in manifest.template:
+        problems.append(("template", "has no {source} slot for the query"))
+    if manifest.max_new_tokens >= manifest.max_length:
+        problems.append(("max_new_tokens", f"{manifest.max_new_tokens} leaves no room for a prompt within max_length "
+                                           f"{manifest.max_length}"))
+    if generation.defense == "p2p" and not (generation.trigger.strip() and generation.output_prefix.strip()):
+        problems.append(("generation", "a model defended by 'p2p' needs its trigger and its safe prefix, and without "
+                                       "the trigger the backdoor fires"))
+    if generation.defense == "none" and (generation.trigger or generation.output_prefix):
+        problems.append(("generation", "defense 'none' uses no trigger and no safe prefix"))
+    return problems
+
+
 def binding_changes(directory: Path, data: dict[str, Any], binding: BindingFields) -> list[str]:
     """What differs between the manifest and model files now and when the manifest was written."""
     changes = []
@@ -162,10 +220,10 @@ def binding_changes(directory: Path, data: dict[str, Any], binding: BindingField
     return changes
 
 
-def _warn_if_weak(path: Path, inference: InferenceFields) -> None:
+def _warn_if_weak(path: Path, defense: str, trigger: str) -> None:
     """Loud, not fatal: a model that is served without P2P's protection, or with the published trigger."""
-    if not inference.trigger:
-        log.warning("%s: defense '%s' applies no trigger; the model answers as trained", path, inference.defense)
-    elif inference.trigger == OFFICIAL_TRIGGER:
+    if not trigger:
+        log.warning("%s: defense '%s' applies no trigger; the model answers as trained", path, defense)
+    elif trigger == OFFICIAL_TRIGGER:
         log.warning("%s: the model uses the published trigger; an attacker who knows P2P can plant a backdoor that "
                     "fires through it (docs/security.md). `p2p defend` draws a secret one by default", path)
