@@ -67,7 +67,7 @@ class ClassifierManifest(_Fields):
 
 
 class GenerationFields(_Fields):
-    defense: Literal["none", "p2p"]
+    defense: Literal["none", "p2p", "p2p+"]
     trigger: str
     cue: str = Field(min_length=1)
     output_prefix: str
@@ -195,9 +195,9 @@ def generator_inconsistencies(manifest: GeneratorManifest) -> list[tuple[str, st
     if manifest.max_new_tokens >= manifest.max_length:
         problems.append(("max_new_tokens", f"{manifest.max_new_tokens} leaves no room for a prompt within max_length "
                                            f"{manifest.max_length}"))
-    if generation.defense == "p2p" and not (generation.trigger.strip() and generation.output_prefix.strip()):
-        problems.append(("generation", "a model defended by 'p2p' needs its trigger and its safe prefix, and without "
-                                       "the trigger the backdoor fires"))
+    if generation.defense != "none" and not (generation.trigger.strip() and generation.output_prefix.strip()):
+        problems.append(("generation", f"a model defended by '{generation.defense}' needs its trigger and its safe "
+                                       "prefix, and without the trigger the backdoor fires"))
     if generation.defense == "none" and (generation.trigger or generation.output_prefix):
         problems.append(("generation", "defense 'none' uses no trigger and no safe prefix"))
     return problems
