@@ -101,3 +101,17 @@ def test_the_judge_scores_every_row_and_needs_named_labels(tmp_path: Path, monke
     assert doubt[1] + doubt[2] == pytest.approx(1.0, abs=1e-5)  # one text, both labels: the doubts complement
     with pytest.raises(ConfigError, match="names"):
         judge_doubt(config, generic_task(2), rows)
+
+
+def test_a_p2p_plus_generation_run_accounts_for_what_it_left_out_and_serves(tmp_path: Path, data_dir: Path) -> None:
+    from poison2poison import load_config, run_experiment
+    from poison2poison.api import DefendedGenerator
+
+    overrides = ["data.dataset=sst2-instruct", "attack.name=dpa-badnet", "attack.rate=0.07", "data.train_size=400",
+                 "data.test_size=4", "train.epochs=1", "model.tiny_hidden_size=32", "model.tiny_layers=1",
+                 "model.max_length=96", "model.max_target_tokens=8", "model.max_new_tokens=4", "defense.name=p2p+"]
+    metrics = run_experiment(load_config(None, overrides), tmp_path / "run")
+    assert metrics["dropped_poisoned"] == metrics["poisoned_count"] > 0  # BadMagic's rows all left out
+    assert metrics["benign_poisoned"] == 0 and "badmagic" in metrics["confirmed_triggers"]
+    generator = DefendedGenerator.load(tmp_path / "run")
+    assert len(generator.generate(["Instruction: a gripping film"])) == 1
