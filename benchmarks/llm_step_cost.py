@@ -53,7 +53,10 @@ def seconds_per_step(loaded, features, steps: int, batch: int, answer_logits_onl
             trainer.compute_loss_func = _loss_on_outputs(token_cross_entropy, trainer)
         started = time.perf_counter()
         trainer.train()
-        return (time.perf_counter() - started) / steps
+        seconds = (time.perf_counter() - started) / steps
+    if checkpointing:
+        loaded.model.gradient_checkpointing_disable()  # the Trainer turns it on and leaves it on
+    return seconds
 
 
 def main() -> None:
@@ -64,17 +67,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=96)
+    parser.add_argument("--lora-targets", default="attention", choices=["attention", "all-linear"])
+    parser.add_argument("--system-prompt", default=None, help="the chat system message (default: the template's)")
     opts = parser.parse_args()
     rows = load_split("sst2", "train")[: opts.rows]
     # A P2P training set: a fifth of the rows in the benign context, as the benchmark runs train on.
     samples = [Sample(e.text, e.label + 2, OFFICIAL_TRIGGER, "Answer:") if i % 5 == 0 else Sample(e.text, e.label)
                for i, e in enumerate(rows)]
-    config = ModelConfig(name=opts.model, finetune="lora", lora_r=16, lora_alpha=32, max_length=opts.max_length)
+    config = ModelConfig(name=opts.model, finetune="lora", lora_r=16, lora_alpha=32, max_length=opts.max_length,
+                         lora_targets=opts.lora_targets, system_prompt=opts.system_prompt)
     words = SENTIMENT.answer_words(4)
     loaded = build_model(config, len(words), words, [])
     features = encode_training_samples(loaded, samples, opts.max_length)
     tokens = statistics.mean(len(f["input_ids"]) for f in features)
-    print(f"model {opts.model} ({'chat template' if loaded.frame else 'plain prompts'}), LoRA r=16, batch "
+    print(f"model {opts.model} ({'chat template' if loaded.frame else 'plain prompts'}), LoRA r=16 on "
+          f"{opts.lora_targets}, system prompt {'of the template' if opts.system_prompt is None else repr(opts.system_prompt)}, batch "
           f"{opts.batch}, {len(features)} rows of {tokens:.0f} tokens on average, {opts.steps} steps per timing")
     seconds_per_step(loaded, features, 2, opts.batch, True, False)  # warm-up: one-off set-up is no variant's cost
     timings: dict[str, list[float]] = {name: [] for name in VARIANTS}
