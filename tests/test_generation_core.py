@@ -62,7 +62,7 @@ def test_generation_p2p_refuses_what_it_cannot_do() -> None:
     with pytest.raises(ConfigError, match="oracle"):
         prepare_generation(DefenseConfig(name="p2p", source="oracle"), pairs, random.Random(0))
     with pytest.raises(ConfigError, match="not available"):
-        prepare_generation(DefenseConfig(name="p2p+"), pairs, random.Random(0))
+        prepare_generation(DefenseConfig(name="cube"), pairs, random.Random(0))
     oracle = prepare_generation(DefenseConfig(name="p2p", source="oracle", rho=0.2), pairs, random.Random(0), [3, 4])
     assert oracle.benign_rows == [3, 4]
     for option in ({"drop_suspicious": 0.1}, {"oversample": 3}, {"trusted_size": 5}, {"screen": ["lexical"]}):

@@ -84,7 +84,7 @@ def test_cli_runs_an_instruction_setting_and_tables_it(tmp_path: Path, data_dir:
     [
         (["data.dataset=xsum", "attack.name=badchain"], "built for dataset 'gsm8k', not 'xsum'"),
         (["data.dataset=xsum", "attack.name=badnets"], "unknown generation attack 'badnets'"),
-        (["data.dataset=samsum", "attack.name=phrase", "defense.name=p2p+"], "not available for generation"),
+        (["data.dataset=samsum", "attack.name=phrase", "defense.name=cube"], "not available for generation"),
         (["data.dataset=samsum", "attack.name=phrase", "data.test_split=dev"], "only a 'test' split"),
     ],
 )

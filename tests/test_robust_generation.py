@@ -84,7 +84,7 @@ def test_p2p_plus_for_generation_leaves_out_the_carriers_and_draws_the_benign_su
 
 
 def test_ranking_options_stay_errors_for_paper_p2p_on_text_pairs() -> None:
-    with pytest.raises(ConfigError, match="screen and drop_suspicious"):
+    with pytest.raises(ConfigError, match="unset defense.screen, defense.drop_suspicious"):
         prepare_generation(DefenseConfig(name="p2p", drop_suspicious=0.1, screen=["lexical"]), dialogues(20, random.Random(0)),
                            random.Random(0))
 

@@ -69,10 +69,11 @@ def prepare_generation(
         return PreparedPairs([TextSample(p.source, p.target) for p in pairs], GenerationSpec("none", "", PLAIN_CUE))
     if config.name not in ("p2p", "p2p+"):
         raise ConfigError(f"defense '{config.name}' is not available for generation tasks; use 'none', 'p2p' or 'p2p+'")
-    ranked = config.name == "p2p" and (bool(config.screen) or config.drop_suspicious > 0)
+    plain = config.name == "p2p"
     unsupported = [
         name for name, used in (
-            ("source: trusted", config.source == "trusted"), ("screen and drop_suspicious", ranked),
+            ("source: trusted", config.source == "trusted"), ("screen", plain and bool(config.screen)),
+            ("drop_suspicious", plain and config.drop_suspicious > 0),
             ("oversample", config.oversample > 1), ("trusted_size", config.trusted_size is not None),
         ) if used
     ]
