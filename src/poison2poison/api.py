@@ -64,7 +64,7 @@ def defend(
     if config.defense.has_benign_subset and config.defense.source == "oracle":
         raise ConfigError("defense.source 'oracle' is an experiment on simulated attacks; use 'random' or 'trusted'")
     with run_log(out):
-        examples = read_user_data(data)
+        examples = read_user_data(data).examples
         chosen_task = task_for(examples, task)
         if build_defense(config.defense, chosen_task).guards_inputs:
             raise ConfigError(f"defense '{config.defense.name}' acts at inference and is offered as a benchmark "

@@ -94,7 +94,7 @@ def scan(
     from .io import atomic_write_jsonl
     from .lexical import confirmed_triggers
 
-    rows = read_user_data(data)
+    rows = read_user_data(data).examples
     finding = confirmed_triggers([e.text for e in rows], [e.label for e in rows], min_count)
     found = Table(title="confirmed triggers")
     for column in ("n-gram", "label", "rows"):
