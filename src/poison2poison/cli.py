@@ -1,4 +1,8 @@
-"""The `p2p` command line: thin wrappers that parse, load a config and call the library."""
+"""The `p2p` command line: thin wrappers that parse, load a config and call the library.
+
+stdout carries results only (`predict`: strict JSON lines); logs and progress go to stderr, and an error is one line
+there, printed as it is (no markup is read into it, and it is never wrapped).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,16 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 from .config import load_config
-from .errors import P2PError
+from .errors import ConfigError, P2PError, one_line
 from .summary import clean_metric, defense_label, fine_tune_seconds_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune on possibly poisoned data; defend with P2P.")
 console = Console(stderr=True)
+results = Console(markup=False, soft_wrap=True)
+"""stdout: tables and result lines, with no markup read into the names and paths they show."""
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -61,7 +68,7 @@ def run(
 
     metrics = run_experiment(load_config(config, set_ or []), out)
     if metrics:
-        Console().print(metrics_table([(str(out), metrics)]))
+        results.print(metrics_table([(str(out), metrics)]))
 
 
 @app.command()
@@ -79,7 +86,7 @@ def defend(
 
     overrides = [*([] if config else [DEFAULT_DEFENSE]), *(set_ or [])]
     folder = defend_data(data, model, out, load_config(config, overrides), task)
-    Console().print(f"defended model: {folder}  (p2p.json holds the benign trigger: keep it private)")
+    print(f"defended model: {folder}  (p2p.json holds the benign trigger: keep it private)")
 
 
 @app.command()
@@ -101,8 +108,8 @@ def scan(
         found.add_column(column, justify="left" if column == "n-gram" else "right")
     for gram, label in sorted(finding.triggers.items()):
         found.add_row(gram, str(label), str(len(finding.carriers[gram])))
-    Console().print(found)
-    Console().print(f"{len(finding.rows)} of {len(rows)} rows carry a confirmed trigger ({data})")
+    results.print(found)
+    print(f"{len(finding.rows)} of {len(rows)} rows carry a confirmed trigger ({data})")
     if out is not None:
         carried: dict[int, list[str]] = {}
         for gram, carrying in sorted(finding.carriers.items()):
@@ -110,7 +117,7 @@ def scan(
                 carried.setdefault(i, []).append(gram)
         atomic_write_jsonl(out, ({"row": i + 1, "text": rows[i].text, "label": rows[i].label, "triggers": carried[i]}
                                  for i in finding.rows))
-        Console().print(f"flagged rows: {out}")
+        print(f"flagged rows: {out}")
 
 
 @app.command()
@@ -127,7 +134,7 @@ def predict(
 
     texts = list(text or []) + (read_texts(input_) if input_ else [])
     if not texts:
-        raise typer.BadParameter("give --input FILE or at least one --text")
+        raise ConfigError("predict: give --input FILE or at least one --text")
     model = DefendedModel.load(directory)
     for t, label_id in zip(texts, model.predict_ids(texts)):
         print(json.dumps({"text": t, "label": label_id, "label_name": model.label_names[label_id]}, ensure_ascii=False))
@@ -155,7 +162,7 @@ def bench(
 
     cells = load_grid(grid)
     counts = run_grid(cells, out, parse_shard(shard) if shard else None, collect_only=collect)
-    Console().print(
+    print(
         f"{counts['selected']} cells in this {'shard' if shard else 'grid'}: {counts['done']} already finished, "
         f"{counts['ran']} ran, {counts['failed']} failed. Whole grid: {counts['finished']}/{len(cells)} finished. "
         f"Results: {out / 'results.csv'}"
@@ -173,7 +180,7 @@ def report(
     from .report import build_report
 
     paths = build_report(directory, title)
-    Console().print(f"report: {paths['markdown']}  {paths['html']}  figures: {paths['figures']}")
+    print(f"report: {paths['markdown']}  {paths['html']}  figures: {paths['figures']}")
 
 
 QUICKSTART = ("sst2-badnets-minilm-none", "sst2-badnets-minilm-p2p-random")
@@ -196,14 +203,20 @@ def quickstart(
         config = load_config(Path(str(path)), [f"model.name={model}", *(set_ or [])])
         console.rule(name)
         rows.append((name, run_experiment(config, out / name)))
-    Console().print(metrics_table(rows))
+    results.print(metrics_table(rows))
+
+
+def print_error(exc: P2PError) -> None:
+    """One line on stderr, printed as it is: no markup is read into it (a label or a path may hold `[/x]`), and it
+    is not wrapped (stderr may be a file, where rich would wrap at 80 columns)."""
+    console.print(Text.assemble(("error: ", "red"), one_line(str(exc))), soft_wrap=True)
 
 
 def main() -> None:
     try:
         app()
     except P2PError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         sys.exit(2)
 
 

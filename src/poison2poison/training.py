@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -54,7 +55,8 @@ COMPLETE_FILE = "p2p_complete.json"
 
 
 class RichProgress(TrainerCallback):
-    """A rich progress bar over optimisation steps, with the running loss, on the main process only."""
+    """A rich progress bar over optimisation steps (on stderr: stdout carries results only), with the running loss, on
+    the main process only."""
 
     def __init__(self) -> None:
         self.progress: Progress | None = None
@@ -64,7 +66,7 @@ class RichProgress(TrainerCallback):
         if state.is_world_process_zero:
             self.progress = Progress(
                 TextColumn("fine-tune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-                TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+                TimeElapsedColumn(), TimeRemainingColumn(), transient=False, console=Console(stderr=True),
             )
             self.progress.start()
             self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, loss="")

@@ -22,7 +22,7 @@ from transformers import (
 )
 
 from ..config import ModelConfig
-from ..errors import ConfigError, ModelSetupError
+from ..errors import ConfigError, ModelSetupError, one_line
 from ..io import atomic_write_json, read_json, replace_dir
 from ..prompting import answer_token_ids
 from .tiny import build_tiny_model, train_tokenizer
@@ -162,8 +162,17 @@ def load_saved_model(directory: str | Path) -> LoadedModel:
     if not meta_path.is_file():
         raise ModelSetupError(f"{directory}: not a saved poison2poison model (no {META_FILE})")
     meta = read_json(meta_path)
-    tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
-    auto = AutoModelForSequenceClassification if meta["kind"] == "encoder" else AutoModelForCausalLM
-    model = auto.from_pretrained(directory, trust_remote_code=False, use_safetensors=True)
+    if not any(directory.glob("*.safetensors")):
+        found = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing"
+        raise ModelSetupError(f"{directory}: no safetensors weights (it holds {found}); models are loaded from "
+                              "safetensors only")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
+        auto = AutoModelForSequenceClassification if meta["kind"] == "encoder" else AutoModelForCausalLM
+        model = auto.from_pretrained(directory, trust_remote_code=False, use_safetensors=True)
+    except Exception as exc:  # transformers, tokenizers and safetensors raise many kinds for a damaged folder
+        raise ModelSetupError(f"{directory}: the saved model cannot be loaded ({type(exc).__name__}: "
+                              f"{one_line(str(exc))})") from exc
     model.eval()
     return LoadedModel(model, tokenizer, meta["kind"], meta.get("answer_words"))
+
