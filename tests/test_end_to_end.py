@@ -74,9 +74,9 @@ def test_same_seed_same_data_and_metrics(p2p_run: tuple[Path, dict], tmp_path: P
 
 
 def test_run_dir_with_another_config_is_refused(p2p_run: tuple[Path, dict]) -> None:
-    from poison2poison.errors import ConfigError
+    from poison2poison.errors import RunDirError
 
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(RunDirError, match="finished run that is not this one: its config differs. Add --force"):
         run_experiment(load_config(None, TINY + ["defense.name=none"]), p2p_run[0])
 
 

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .config import load_config
+from .data.readers import SUPPORTED, Fields
 from .errors import ConfigError, P2PError, one_line
 from .summary import clean_metric, defense_label, fine_tune_seconds_text
 
@@ -25,6 +26,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune on
 console = Console(stderr=True)
 results = Console(markup=False, soft_wrap=True)
 """stdout: tables and result lines, with no markup read into the names and paths they show."""
+
+DATA_HELP = f"Your labelled data: a {SUPPORTED} file, or hub:ID[:SPLIT] (network needed)."
+TEXT_FIELD_HELP = "The field (column) that holds the text; default: sentence, else text."
+LABEL_FIELD_HELP = "The field (column) that holds the label: integers, or names such as 'positive'."
+FORCE_HELP = "Overwrite the run files in --out when they belong to another run."
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -60,40 +66,46 @@ def metrics_table(rows: list[tuple[str, dict]]) -> Table:
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="Experiment YAML."),
-    out: Path = typer.Option(..., "--out", help="Run directory (resumed if it exists)."),
+    out: Path = typer.Option(..., "--out", help="Run directory (resumed if it holds this run, unfinished)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override, e.g. --set attack.rate=0.05"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Attack -> defense -> fine-tune -> evaluate; writes RUN_DIR/metrics.json and the rest of the run."""
     from .pipeline import run_experiment
 
-    metrics = run_experiment(load_config(config, set_ or []), out)
+    metrics = run_experiment(load_config(config, set_ or []), out, force)
     if metrics:
         results.print(metrics_table([(str(out), metrics)]))
 
 
 @app.command()
 def defend(
-    data: Path = typer.Option(..., "--data", help="Your labelled training file (.jsonl with sentence/text + label, or .tsv)."),
+    data: str = typer.Option(..., "--data", help=DATA_HELP),
     model: str = typer.Option(..., "--model", help="Hub id, local path, 'minilm' or 'tiny'."),
     out: Path = typer.Option(..., "--out", help="Folder for the defended model and its manifest."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with defense/train/model settings."),
-    task: Optional[str] = typer.Option(None, "--task", help="Named task (sentiment, topic); default: numeric labels."),
+    task: Optional[str] = typer.Option(None, "--task", help="Named task (sentiment, topic); default: the data's labels."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override, e.g. --set defense.rho=0.3"),
+    text_field: Optional[str] = typer.Option(None, "--text-field", help=TEXT_FIELD_HELP),
+    label_field: str = typer.Option("label", "--label-field", help=LABEL_FIELD_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Apply robust P2P (`p2p+`) to your own data and save a defended model; `p2p predict` applies the trigger."""
     from .api import DEFAULT_DEFENSE
     from .api import defend as defend_data
 
     overrides = [*([] if config else [DEFAULT_DEFENSE]), *(set_ or [])]
-    folder = defend_data(data, model, out, load_config(config, overrides), task)
+    folder = defend_data(data, model, out, load_config(config, overrides), task, force, Fields(text_field, label_field))
     print(f"defended model: {folder}  (p2p.json holds the benign trigger: keep it private)")
 
 
 @app.command()
 def scan(
-    data: Path = typer.Option(..., "--data", help="A labelled file (.jsonl with sentence/text + label, or .tsv)."),
+    data: str = typer.Option(..., "--data", help=DATA_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the rows that carry a confirmed trigger (.jsonl)."),
     min_count: int = typer.Option(5, "--min-count", min=2, help="n-grams in fewer rows are not tested."),
+    text_field: Optional[str] = typer.Option(None, "--text-field", help=TEXT_FIELD_HELP),
+    label_field: str = typer.Option("label", "--label-field", help=LABEL_FIELD_HELP),
 ) -> None:
     """Look for planted word or sentence triggers in labelled data, without training (trigger confirmation, as
     `p2p+` leaves them out). Syntactic and style triggers have no n-gram and are not found this way."""
@@ -101,13 +113,14 @@ def scan(
     from .io import atomic_write_jsonl
     from .lexical import confirmed_triggers
 
-    rows = read_user_data(data).examples
+    labelled = read_user_data(data, Fields(text_field, label_field))
+    rows, names = labelled.examples, labelled.label_names
     finding = confirmed_triggers([e.text for e in rows], [e.label for e in rows], min_count)
     found = Table(title="confirmed triggers")
     for column in ("n-gram", "label", "rows"):
         found.add_column(column, justify="left" if column == "n-gram" else "right")
     for gram, label in sorted(finding.triggers.items()):
-        found.add_row(gram, str(label), str(len(finding.carriers[gram])))
+        found.add_row(gram, names[label] if names else str(label), str(len(finding.carriers[gram])))
     results.print(found)
     print(f"{len(finding.rows)} of {len(rows)} rows carry a confirmed trigger ({data})")
     if out is not None:
@@ -115,24 +128,28 @@ def scan(
         for gram, carrying in sorted(finding.carriers.items()):
             for i in carrying:
                 carried.setdefault(i, []).append(gram)
-        atomic_write_jsonl(out, ({"row": i + 1, "text": rows[i].text, "label": rows[i].label, "triggers": carried[i]}
-                                 for i in finding.rows))
+        atomic_write_jsonl(out, ({"row": i + 1, "text": rows[i].text, "label": names[rows[i].label] if names else
+                                  rows[i].label, "triggers": carried[i]} for i in finding.rows))
         print(f"flagged rows: {out}")
 
 
 @app.command()
 def predict(
     directory: Path = typer.Argument(..., help="A folder written by `p2p defend` or `p2p run`."),
-    input_: Optional[Path] = typer.Option(None, "--input", help=".txt (a text per line) or .jsonl with sentence/text."),
+    input_: Optional[Path] = typer.Option(
+        None, "--input", help=".txt (a text per line), or .jsonl, .csv or .parquet with a text field."
+    ),
     text: Optional[List[str]] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
+    text_field: Optional[str] = typer.Option(None, "--text-field", help=TEXT_FIELD_HELP),
 ) -> None:
-    """Answer in the original label space; the defense's trigger and projection are applied automatically."""
+    """Answer in the original label space (one JSON line per text on stdout, with the label's id and name); the
+    defense's trigger and projection are applied automatically."""
     import json
 
     from .api import DefendedModel
     from .data.readers import read_texts
 
-    texts = list(text or []) + (read_texts(input_) if input_ else [])
+    texts = list(text or []) + (read_texts(input_, text_field) if input_ else [])
     if not texts:
         raise ConfigError("predict: give --input FILE or at least one --text")
     model = DefendedModel.load(directory)

@@ -202,11 +202,25 @@ class ExperimentConfig(_Strict):
             raise ValueError("seed must be >= 0")
         return value
 
+    def with_model(self, name: str) -> "ExperimentConfig":
+        """This config for another model (`p2p defend --model`), checked as a run checks its model settings."""
+        config = self.model_copy(update={"model": self.model.model_copy(update={"name": name})})
+        check_model_settings(config.model)
+        return config
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
     def config_hash(self) -> str:
         return content_hash(self.model_dump(mode="json"))
+
+
+def check_model_settings(model: ModelConfig) -> None:
+    """What the model's name decides about its other settings. Checked when a run starts, not when a config is
+    loaded: `p2p defend` names its model after loading its config."""
+    if model.name == "tiny" and model.kind == "encoder":
+        raise ConfigError("model.kind encoder: model 'tiny' is a causal LM (a small Llama); use kind auto or causal, "
+                          "or an encoder such as minilm")
 
 
 def _parse_override(item: str) -> tuple[str, Any]:

@@ -40,5 +40,13 @@ class DataFormatError(P2PError):
         super().__init__(f"{where}: {problem}")
 
 
+class DataCheckError(P2PError):
+    """Well-formed data that cannot train the model as configured (one class, an empty class, no benign subset)."""
+
+
+class RunDirError(P2PError):
+    """An output folder holds another run's results or work, or was changed by hand; the message says how to proceed."""
+
+
 class ModelSetupError(P2PError):
     """A model cannot serve the task as configured (for example, clashing verbalizer tokens)."""

@@ -423,17 +423,24 @@ def _fine_tune_stats(
 
 
 def trained_model(
-    run_dir: Path, fit: Callable[[Path], tuple[LoadedModel, dict[str, Any]]]
+    run_dir: Path, run_key: str, fit: Callable[[Path, str], tuple[LoadedModel, dict[str, Any]]]
 ) -> tuple[LoadedModel, dict[str, Any]]:
-    """The model a run trains with `fit(checkpoint_dir)`, saved in RUN_DIR/model; or the one an earlier attempt of
-    the run already saved."""
+    """The model a run trains with `fit(checkpoint_dir, run_key)`, saved in RUN_DIR/model; or the one an earlier
+    attempt of the run saved from the same samples (`run_key`, a hash of them: the benign trigger included, so a
+    model is never served with a trigger it was not trained with).
+
+    train.json, written after the model, marks it complete; checkpoints are removed after that.
+    """
     model_dir, stats_path = run_dir / "model", run_dir / "train.json"
-    if (model_dir / "model_meta.json").is_file() and stats_path.is_file():
+    saved = read_json(stats_path) if (model_dir / "model_meta.json").is_file() and stats_path.is_file() else None
+    if saved is not None and saved.get("run_key") == run_key:
         log.info("model already trained; loading %s", model_dir)
-        return load_saved_model(model_dir), read_json(stats_path)
-    loaded, stats = fit(run_dir / "checkpoints")
+        return load_saved_model(model_dir), {k: v for k, v in saved.items() if k != "run_key"}
+    if saved is not None:
+        log.warning("%s was trained on other samples than this run's; training again", model_dir)
+    loaded, stats = fit(run_dir / "checkpoints", run_key)
     if is_main_process():
         save_model(loaded, model_dir)
-        atomic_write_json(stats_path, stats)
+        atomic_write_json(stats_path, {**stats, "run_key": run_key})
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return loaded, stats

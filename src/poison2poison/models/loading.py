@@ -176,3 +176,9 @@ def load_saved_model(directory: str | Path) -> LoadedModel:
     model.eval()
     return LoadedModel(model, tokenizer, meta["kind"], meta.get("answer_words"))
 
+
+def check_model_source(config: ModelConfig) -> None:
+    """Fail before a run writes anything when its model cannot be found: its config is read (a small file), not its
+    weights. `tiny` is built from the settings alone."""
+    if config.name != "tiny":
+        detect_kind(resolve_model_source(config.name), config.kind)
