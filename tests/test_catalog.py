@@ -38,3 +38,8 @@ def test_user_files(tmp_path: Path) -> None:
     (tmp_path / "x.xlsx").write_text("a,1\n")
     with pytest.raises(DataFormatError, match="unsupported extension '.xlsx'"):
         read_user_data(tmp_path / "x.xlsx")
+
+
+def test_a_hub_dataset_id_without_network_says_what_it_needs() -> None:
+    with pytest.raises(DataNotFoundError, match=r"the hub dataset 'someone/reviews' \(split 'test'\) could not be loaded"):
+        read_user_data("hub:someone/reviews:test")

@@ -152,3 +152,24 @@ def test_malformed_alpaca_gsm8k_samsum(tmp_path: Path) -> None:
 def test_read_texts(tmp_path: Path) -> None:
     assert read_texts(_write(tmp_path, "t.txt", "one\n\ntwo \n")) == ["one", "two"]
     assert read_texts(_write(tmp_path, "t.jsonl", '{"text": "a"}\n{"sentence": "b"}\n')) == ["a", "b"]
+
+
+def test_csv_and_parquet_with_their_own_field_names_and_string_labels(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from poison2poison.data.readers import Fields
+
+    fields = Fields("review", "verdict")
+    csv_path = _write(tmp_path, "mine.csv", 'id,review,verdict\n1,"great, truly",offensive\n2,"fine\nfilm",not offensive\n')
+    parquet_path = tmp_path / "mine.parquet"
+    pq.write_table(pa.table({"review": ["great, truly", "fine\nfilm"], "verdict": ["offensive", "not offensive"]}),
+                   parquet_path)
+    for path in (csv_path, parquet_path):
+        rows = read_labelled(path, fields)
+        assert rows.label_names == ("not offensive", "offensive")  # numbered in sorted order
+        assert [(e.text, e.label) for e in rows.examples] == [("great, truly", 1), ("fine\nfilm", 0)]
+    with pytest.raises(DataFormatError, match=r"mine.parquet, row 2, field 'verdict': label must be an integer or"):
+        pq.write_table(pa.table({"review": ["a", "b"], "verdict": [1, None]}), parquet_path)
+        read_labelled(parquet_path, fields)
+    assert read_texts(csv_path, "review") == ["great, truly", "fine\nfilm"]
