@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from poison2poison.data import load_split, read_user_data
-from poison2poison.errors import DataNotFoundError
+from poison2poison.errors import DataFormatError, DataNotFoundError
 
 
 def test_unknown_dataset_lists_the_known_ones() -> None:
@@ -34,7 +34,12 @@ def test_local_folder_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_user_files(tmp_path: Path) -> None:
     tsv = tmp_path / "mine.tsv"
     tsv.write_text("great\t1\nawful\t0\n")
-    assert [e.text for e in read_user_data(tsv)] == ["great", "awful"]
-    (tmp_path / "x.csv").write_text("a,1\n")
-    with pytest.raises(DataNotFoundError, match="unsupported extension"):
-        read_user_data(tmp_path / "x.csv")
+    assert [e.text for e in read_user_data(tsv).examples] == ["great", "awful"]
+    (tmp_path / "x.xlsx").write_text("a,1\n")
+    with pytest.raises(DataFormatError, match="unsupported extension '.xlsx'"):
+        read_user_data(tmp_path / "x.xlsx")
+
+
+def test_a_hub_dataset_id_without_network_says_what_it_needs() -> None:
+    with pytest.raises(DataNotFoundError, match=r"the hub dataset 'someone/reviews' \(split 'test'\) could not be loaded"):
+        read_user_data("hub:someone/reviews:test")

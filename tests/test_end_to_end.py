@@ -74,9 +74,9 @@ def test_same_seed_same_data_and_metrics(p2p_run: tuple[Path, dict], tmp_path: P
 
 
 def test_run_dir_with_another_config_is_refused(p2p_run: tuple[Path, dict]) -> None:
-    from poison2poison.errors import ConfigError
+    from poison2poison.errors import RunDirError
 
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(RunDirError, match="finished run that is not this one: its config differs. Add --force"):
         run_experiment(load_config(None, TINY + ["defense.name=none"]), p2p_run[0])
 
 
@@ -127,8 +127,10 @@ def test_interrupted_training_resumes_from_checkpoint(tmp_path: Path, monkeypatc
     metrics = run_experiment(config, tmp_path)
     assert "resuming fine-tuning from" in (tmp_path / "log.txt").read_text()
     assert metrics["train_steps"] == 10  # 160 rows / batch 16, one epoch: the resumed run finished the schedule
-    assert metrics["resumed_from_step"] == 5  # its seconds cover steps 6 to 10: the report does not compare them
-    assert "(1 resumed)" in markdown_table(collect_metrics([tmp_path]))  # `p2p table` does not pass its seconds off as a whole fine-tune
+    assert metrics["resumed_from_step"] == 5
+    # its seconds cover every step: those its checkpoint recorded, and the steps after it
+    assert 0 < metrics["resumed_seconds"] < metrics["train_seconds"]
+    assert "timed in part" not in markdown_table(collect_metrics([tmp_path]))
 
 
 def _weights(run_dir: Path) -> dict:

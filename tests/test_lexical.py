@@ -18,9 +18,9 @@ from poison2poison.config import DefenseConfig, load_config
 from poison2poison.data import Example
 from poison2poison.defenses import DefenseContext
 from poison2poison.defenses.p2p import P2P
-from poison2poison.errors import ConfigError
+from poison2poison.errors import RunDirError
 from poison2poison.lexical import confirmed_triggers, confirms, label_pure_ngrams, row_ngrams
-from poison2poison.rundir import guard_run_dir
+from poison2poison.rundir import claim_run_dir, how_it_differs
 from poison2poison.tasks import SENTIMENT
 
 LABEL_WORDS = {0: "bad dull awful weak flat tired".split(), 1: "good sharp great warm fresh bright".split()}
@@ -122,14 +122,16 @@ def test_p2p_plus_unites_the_ranked_drop_with_the_confirmed_rows() -> None:
 def test_a_saved_run_that_predates_a_default_of_its_defense_is_not_todays_run(tmp_path: Path) -> None:
     """A p2p+ run made before `drop_confirmed` existed did not drop confirmed rows: it must not pass for one that did."""
     config = load_config(None, ["defense.name=p2p+"])
+    hashes = {"poisoned_train": "p", "clean_test": "c", "triggered_test": "t"}
+    (tmp_path / "metrics.json").write_text(json.dumps({"data_hashes": hashes}))  # finished before run.json existed
     (tmp_path / "config.yaml").write_text(config.to_yaml())
-    assert guard_run_dir(tmp_path, config) is None  # same config, not finished yet
+    assert how_it_differs(tmp_path, config, hashes) is None  # the same run
     (tmp_path / "config.yaml").write_text(config.to_yaml().replace("  drop_confirmed: true\n", ""))
-    with pytest.raises(ConfigError, match="predates the default drop_confirmed"):
-        guard_run_dir(tmp_path, config)
+    with pytest.raises(RunDirError, match="it predates the default drop_confirmed of its defense"):
+        claim_run_dir(tmp_path, config, hashes, "metrics.json")
     paper = load_config(None, ["defense.name=p2p"])  # a plain default reproduces the old behaviour: still the same run
     (tmp_path / "config.yaml").write_text(paper.to_yaml().replace("  drop_confirmed: false\n", ""))
-    assert guard_run_dir(tmp_path, paper) is None
+    assert how_it_differs(tmp_path, paper, hashes) is None
 
 
 def test_scan_lists_the_confirmed_triggers_and_writes_the_rows_that_carry_them(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from poison2poison.models import (
 )
 from poison2poison.models.loading import detect_kind
 from poison2poison.models.tiny import build_tiny_model, train_tokenizer
+from poison2poison.prompting import answer_token_ids
 
 SMALL = ["data.train_size=96", "data.test_size=24", "train.epochs=1", "train.batch_size=16", "model.max_length=64",
          "attack.rate=0.05", "defense.name=p2p"]
@@ -154,3 +155,13 @@ def test_a_long_pass_off_a_terminal_logs_how_far_it_is(monkeypatch: pytest.Monke
         inference.perplexities(loaded, ["a fine film", "ok", "a dull film"], 64, batch_size=1, label="lm")
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("lm: ")]
     assert [m.split(" after")[0] for m in progress] == ["lm: 1/3", "lm: 2/3"]
+
+
+@given(st.integers(min_value=2, max_value=8))
+def test_tiny_gives_every_answer_word_its_own_first_token(num_labels: int) -> None:
+    """Numeric labels of user data: the benign words (n..2n-1) occur only in the benign rows, and digits share
+    their leading byte token unless the tokenizer learns each answer word."""
+    words = [str(i) for i in range(2 * num_labels)]
+    corpus = [f"Text: a film about nothing much\nOutput: {i % num_labels}" for i in range(60)]
+    loaded = build_model(ModelConfig(name="tiny", tiny_vocab_size=300), len(words), words, corpus)
+    assert len(set(answer_token_ids(loaded.tokenizer, words))) == len(words)

@@ -8,8 +8,7 @@ from poison2poison.data import load_split
 from poison2poison.data.readers import (
     read_alpaca,
     read_gsm8k,
-    read_labeled_jsonl,
-    read_labeled_tsv,
+    read_labelled,
     read_samsum,
     read_texts,
     read_xsum,
@@ -74,10 +73,12 @@ def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:
     [
         ('{"sentence": "ok", "label": 1}\n{"sentence": "x", "label": 1\n', 2, None, "malformed JSON"),
         ('{"sentence": "ok", "label": 1}\n{"label": 0}\n', 2, "sentence", "missing field"),
-        ('{"sentence": "ok", "label": "pos"}\n', 1, "label", "must be an integer"),
+        ('{"sentence": "ok", "label": "pos"}\n', 1, "label", "not one of the labels (negative, positive)"),
         ('{"sentence": "ok", "label": 1}\n{"sentence": "ok", "label": 7}\n', 2, "label", "out of range"),
         ('{"sentence": "ok", "label": 1}\n\n{"sentence": "   ", "label": 0}\n', 3, "sentence", "empty"),
-        ('{"sentence": "ok", "label": true}\n', 1, "label", "must be an integer"),
+        ('{"sentence": "ok", "label": true}\n', 1, "label", "must be an integer or a name"),
+        ('{"sentence": "ok", "label": 1.0}\n', 1, "label", "must be an integer or a name"),
+        ('{"sentence": null, "label": 1}\n', 1, "sentence", "missing value (null)"),
     ],
 )
 def test_malformed_jsonl_names_file_line_and_field(
@@ -85,7 +86,7 @@ def test_malformed_jsonl_names_file_line_and_field(
 ) -> None:
     path = _write(tmp_path, "bad.jsonl", content)
     with pytest.raises(DataFormatError) as info:
-        read_labeled_jsonl(path, num_labels=2)
+        read_labelled(path, known_names=("negative", "positive"))
     err = info.value
     assert (err.path, err.line, err.field) == (str(path), line, field)
     assert problem in str(err) and str(path) in str(err) and f"line {line}" in str(err)
@@ -94,24 +95,47 @@ def test_malformed_jsonl_names_file_line_and_field(
 def test_wrong_encoding_names_the_line(tmp_path: Path) -> None:
     path = _write(tmp_path, "latin.tsv", "sentence\tlabel\ngood\t1\n".encode() + "caf\xe9\t0\n".encode("latin-1"))
     with pytest.raises(DataFormatError, match=r"line 3.*UTF-8"):
-        read_labeled_tsv(path)
+        read_labelled(path)
 
 
 def test_tsv_header_detection_padding_and_crlf(tmp_path: Path) -> None:
     with_header = _write(tmp_path, "a.tsv", "sentence \t label\r\nfine film \t 1\r\nbad one\t 0\r\n")
     without = _write(tmp_path, "b.tsv", "fine film\t1\nbad one\t0\n")
-    assert read_labeled_tsv(with_header) == read_labeled_tsv(without)
-    assert [e.label for e in read_labeled_tsv(without)] == [1, 0]
+    assert read_labelled(with_header) == read_labelled(without)
+    assert [e.label for e in read_labelled(without).examples] == [1, 0]
 
 
 @pytest.mark.parametrize(
-    ("content", "line", "field"),
-    [("text only\n", 1, "label"), ("a\t1\nb\tx\n", 2, "label"), ("a\t1\n \t0\n", 2, "sentence")],
+    ("name", "content", "line", "field", "problem"),
+    [
+        ("bad.tsv", "text only\n", 1, None, "expected 2 tab-separated columns, got 1"),
+        ("bad.tsv", "a\t1\nb\tx\n", 2, "label", "is not a number like the label at line 1"),
+        ("bad.tsv", "a\t1\n \t0\n", 2, "sentence", "text is empty"),
+        ("bad.tsv", "text\tlabel\ngood\t1\nbad\t0\textra\n", 3, None, "expected 2 tab-separated columns, got 3"),
+        ("bad.tsv", "text,label\ngood,1\n", 1, None, "no tab but has commas"),
+        ("bad.tsv", "text\tlabel\ngood\t1\n\n\nbad\t\n", 5, "label", "must be an integer or a name"),
+        ("bad.csv", "text,label\ngood,1\nbad,0,extra\n", 3, None, "expected 2 columns, got 3"),
+        ("bad.csv", 'text,label\n"two\nlines",1\n\nbad\n', 5, None, "expected 2 columns, got 1"),
+        ("bad.csv", "sentence,y\ngood,1\n", 1, "label", "no such column (columns: sentence, y)"),
+        ("bad.csv", "text,text\ngood,1\n", 1, "text", "names this column twice"),
+        ("bad.csv", "text,label\n", None, None, "no rows"),
+    ],
 )
-def test_malformed_tsv(tmp_path: Path, content: str, line: int, field: str) -> None:
+def test_malformed_tables_name_the_line_and_the_cause(
+    tmp_path: Path, name: str, content: str, line: int | None, field: str | None, problem: str
+) -> None:
     with pytest.raises(DataFormatError) as info:
-        read_labeled_tsv(_write(tmp_path, "bad.tsv", content), header=False)
+        read_labelled(_write(tmp_path, name, content))
     assert (info.value.line, info.value.field) == (line, field)
+    assert problem in str(info.value)
+
+
+def test_a_tsv_header_is_read_by_name_and_string_labels_are_not_taken_for_one(tmp_path: Path) -> None:
+    swapped = read_labelled(_write(tmp_path, "swapped.tsv", "label\ttext\n1\tgood film\n0\tbad\n"))
+    assert [(e.text, e.label) for e in swapped.examples] == [("good film", 1), ("bad", 0)]
+    named = read_labelled(_write(tmp_path, "named.tsv", "great\tpositive\nawful\tnegative\n"))
+    assert [e.text for e in named.examples] == ["great", "awful"]  # the first row is data, not a header
+    assert named.label_names == ("negative", "positive") and [e.label for e in named.examples] == [1, 0]
 
 
 def test_malformed_alpaca_gsm8k_samsum(tmp_path: Path) -> None:
@@ -128,3 +152,24 @@ def test_malformed_alpaca_gsm8k_samsum(tmp_path: Path) -> None:
 def test_read_texts(tmp_path: Path) -> None:
     assert read_texts(_write(tmp_path, "t.txt", "one\n\ntwo \n")) == ["one", "two"]
     assert read_texts(_write(tmp_path, "t.jsonl", '{"text": "a"}\n{"sentence": "b"}\n')) == ["a", "b"]
+
+
+def test_csv_and_parquet_with_their_own_field_names_and_string_labels(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from poison2poison.data.readers import Fields
+
+    fields = Fields("review", "verdict")
+    csv_path = _write(tmp_path, "mine.csv", 'id,review,verdict\n1,"great, truly",offensive\n2,"fine\nfilm",not offensive\n')
+    parquet_path = tmp_path / "mine.parquet"
+    pq.write_table(pa.table({"review": ["great, truly", "fine\nfilm"], "verdict": ["offensive", "not offensive"]}),
+                   parquet_path)
+    for path in (csv_path, parquet_path):
+        rows = read_labelled(path, fields)
+        assert rows.label_names == ("not offensive", "offensive")  # numbered in sorted order
+        assert [(e.text, e.label) for e in rows.examples] == [("great, truly", 1), ("fine\nfilm", 0)]
+    with pytest.raises(DataFormatError, match=r"mine.parquet, row 2, field 'verdict': label must be an integer or"):
+        pq.write_table(pa.table({"review": ["a", "b"], "verdict": [1, None]}), parquet_path)
+        read_labelled(parquet_path, fields)
+    assert read_texts(csv_path, "review") == ["great, truly", "fine\nfilm"]

@@ -18,13 +18,15 @@ from typing import Sequence
 
 from .config import ExperimentConfig, load_config
 from .data.catalog import read_user_data
-from .data.types import Example
-from .defending import apply_defense
+from .data.readers import Fields, LabelledRows
+from .data.types import as_records
+from .datachecks import check_classification_data
+from .defending import apply_defense, vouched_rows
 from .defenses import InferenceSpec, build_defense
 from .defenses.generation import GenerationSpec
 from .errors import ConfigError, ModelSetupError
 from .inference import generate_texts, predict
-from .io import atomic_write_text
+from .io import content_hash
 from .manifest import (
     ClassifierManifest,
     GeneratorManifest,
@@ -34,10 +36,10 @@ from .manifest import (
     write_manifest,
 )
 from .models import LoadedModel, load_saved_model
+from .models.loading import check_model_source
 from .pipeline import manifest, train_model
 from .prompting import prefix_token_allowance
-from .rundir import run_log, with_pinned_secret
-from .secret import holds_private_trigger, make_run_dir
+from .rundir import MANIFEST, claim_run_dir, run_log, with_pinned_secret
 from .tasks import TASKS, ClassificationTask, generic_task
 
 log = logging.getLogger(__name__)
@@ -49,16 +51,18 @@ DEFAULT_TRIGGER = "secret"
 backdoor that fires through it (docs/security.md)."""
 
 
-def task_for(examples: Sequence[Example], task: str | None) -> ClassificationTask:
-    """A named task (its label names and answer words) or, by default, numeric labels 0..max."""
-    num_labels = max(e.label for e in examples) + 1
-    if task is None:
-        return generic_task(max(num_labels, 2))
+def named_task(task: str) -> ClassificationTask:
     if task not in TASKS:
         raise ConfigError(f"unknown task '{task}'; valid: {', '.join(sorted(TASKS))} (or leave it out for numeric labels)")
-    if num_labels > TASKS[task].num_labels:
-        raise ConfigError(f"task '{task}' has {TASKS[task].num_labels} labels but the data has label {num_labels - 1}")
     return TASKS[task]
+
+
+def task_for(rows: LabelledRows) -> ClassificationTask:
+    """The task of data without a named task: its label names where the file wrote names, else numeric labels
+    0..max (a gap among them is the data check's to report)."""
+    if rows.label_names is not None:
+        return generic_task(len(rows.label_names), rows.label_names)
+    return generic_task(max(e.label for e in rows.examples) + 1)
 
 
 def defend(
@@ -67,33 +71,51 @@ def defend(
     out: str | Path,
     config: ExperimentConfig | None = None,
     task: str | None = None,
+    force: bool = False,
+    fields: Fields = Fields(),
 ) -> Path:
-    """Fine-tune `model` on the user's labelled file with P2P and save the defended model and its manifest.
+    """Fine-tune `model` on the user's labelled data with P2P and save the defended model and its manifest.
 
-    `config` supplies the defense and training settings (default: robust P2P, `p2p+`, see docs/robust.md), and
-    the trigger is a secret one unless it names one. The output folder (owner-only when the trigger is private)
-    holds model/, p2p.json (with the trigger: keep it private), config.yaml and log.txt, and secret.json for a
-    'secret' trigger without a seed, so that defending into the same folder again keeps it.
+    `data` is a file (.jsonl, .json, .csv, .tsv, .txt, .parquet) or `hub:ID[:SPLIT]`; `fields` names its text and
+    label fields, and labels may be integers or names (kept in the manifest's `label_names`). `config` supplies the
+    defense and training settings (default: robust P2P, `p2p+`, see docs/robust.md), and the trigger is a secret one
+    unless it names one. The data is read and checked before `out` is written. The folder (owner-only when the
+    trigger is private) holds model/, p2p.json (with the trigger: keep it private), config.yaml, run.json and
+    log.txt, and secret.json for a 'secret' trigger without a seed, so that an interrupted run resumes with it. A
+    folder holding a model of other data or settings is refused unless `force`; the same data and settings again
+    find the model made.
     """
     out = Path(out)
     config = with_default_trigger(config or load_config(None, [DEFAULT_DEFENSE]))
-    config = config.model_copy(update={"model": config.model.model_copy(update={"name": model})})
-    make_run_dir(out, private=holds_private_trigger(config.defense))
+    config = config.with_model(model)
+    check_model_source(config.model)
     if config.defense.has_benign_subset and config.defense.source == "oracle":
         raise ConfigError("defense.source 'oracle' is an experiment on simulated attacks; use 'random' or 'trusted'")
-    with run_log(out):
-        examples = read_user_data(data)
-        chosen_task = task_for(examples, task)
+    named = named_task(task) if task is not None else None
+    with run_log(out) as log_file:
+        rows = read_user_data(data, fields, named.label_names if named else None)
+        chosen_task = named or task_for(rows)
         if build_defense(config.defense, chosen_task).guards_inputs:
             raise ConfigError(f"defense '{config.defense.name}' acts at inference and is offered as a benchmark "
                               f"baseline (`p2p run`, `p2p bench`); `defend` saves models of training-time defenses")
-        atomic_write_text(out / "config.yaml", config.to_yaml())
+        trusted = vouched_rows(config, chosen_task)
+        warnings = check_classification_data(
+            [e.label for e in rows.examples], chosen_task, config.defense, str(data),
+            [e.label for e in trusted] if trusted is not None else None,
+        )
+        identity = {"train": content_hash([as_records(rows.examples), chosen_task.name, list(chosen_task.label_names)])}
+        if trusted is not None:
+            identity["trusted"] = content_hash(as_records(trusted))
+        if claim_run_dir(out, config, identity, MANIFEST, force, warnings) is not None:
+            log.info("%s already holds the model defended on this data with these settings", out)
+            return out
+        log_file.open()
         started = time.perf_counter()
         prepared = apply_defense(
-            with_pinned_secret(config, out), chosen_task, examples, screening_path=out / "screening.json",
-            filter_path=out / "filter.json",
+            with_pinned_secret(config, out), chosen_task, rows.examples, trusted=trusted,
+            screening_path=out / "screening.json", filter_path=out / "filter.json",
         )
-        train_model(config, chosen_task, prepared, out)
+        train_model(config, chosen_task, prepared, out, str(data))
         write_manifest(out, manifest(config, chosen_task, prepared))
         log.info("defended model saved to %s in %.0f s", out, time.perf_counter() - started)
     return out

@@ -1,4 +1,8 @@
-"""The `p2p` command line: thin wrappers that parse, load a config and call the library."""
+"""The `p2p` command line: thin wrappers that parse, load a config and call the library.
+
+stdout carries results only (`predict`: strict JSON lines); logs and progress go to stderr, and an error is one line
+there, printed as it is (no markup is read into it, and it is never wrapped).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,22 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 from .config import load_config
-from .errors import P2PError
+from .data.readers import SUPPORTED, Fields
+from .errors import ConfigError, P2PError, one_line
 from .summary import clean_metric, defense_label, fine_tune_seconds_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune on possibly poisoned data; defend with P2P.")
 console = Console(stderr=True)
+results = Console(markup=False, soft_wrap=True)
+"""stdout: tables and result lines, with no markup read into the names and paths they show."""
+
+DATA_HELP = f"Your labelled data: a {SUPPORTED} file, or hub:ID[:SPLIT] (network needed)."
+TEXT_FIELD_HELP = "The field (column) that holds the text; default: sentence, else text."
+LABEL_FIELD_HELP = "The field (column) that holds the label: integers, or names such as 'positive'."
+FORCE_HELP = "Overwrite the run files in --out when they belong to another run."
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -53,25 +66,29 @@ def metrics_table(rows: list[tuple[str, dict]]) -> Table:
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="Experiment YAML."),
-    out: Path = typer.Option(..., "--out", help="Run directory (resumed if it exists)."),
+    out: Path = typer.Option(..., "--out", help="Run directory (resumed if it holds this run, unfinished)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override, e.g. --set attack.rate=0.05"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Attack -> defense -> fine-tune -> evaluate; writes RUN_DIR/metrics.json and the rest of the run."""
     from .pipeline import run_experiment
 
-    metrics = run_experiment(load_config(config, set_ or []), out)
+    metrics = run_experiment(load_config(config, set_ or []), out, force)
     if metrics:
-        Console().print(metrics_table([(str(out), metrics)]))
+        results.print(metrics_table([(str(out), metrics)]))
 
 
 @app.command()
 def defend(
-    data: Path = typer.Option(..., "--data", help="Your labelled training file (.jsonl with sentence/text + label, or .tsv)."),
+    data: str = typer.Option(..., "--data", help=DATA_HELP),
     model: str = typer.Option(..., "--model", help="Hub id, local path, 'minilm' or 'tiny'."),
     out: Path = typer.Option(..., "--out", help="Folder for the defended model and its manifest."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with defense/train/model settings."),
-    task: Optional[str] = typer.Option(None, "--task", help="Named task (sentiment, topic); default: numeric labels."),
+    task: Optional[str] = typer.Option(None, "--task", help="Named task (sentiment, topic); default: the data's labels."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override, e.g. --set defense.rho=0.3"),
+    text_field: Optional[str] = typer.Option(None, "--text-field", help=TEXT_FIELD_HELP),
+    label_field: str = typer.Option("label", "--label-field", help=LABEL_FIELD_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Apply robust P2P (`p2p+`) with a secret trigger to your own data and save a defended model; `p2p predict`
     applies the trigger."""
@@ -79,15 +96,17 @@ def defend(
     from .api import defend as defend_data
 
     overrides = [*([] if config else [DEFAULT_DEFENSE]), *(set_ or [])]
-    folder = defend_data(data, model, out, load_config(config, overrides), task)
-    Console().print(f"defended model: {folder}  (p2p.json holds the benign trigger: keep it private)")
+    folder = defend_data(data, model, out, load_config(config, overrides), task, force, Fields(text_field, label_field))
+    print(f"defended model: {folder}  (p2p.json holds the benign trigger: keep it private)")
 
 
 @app.command()
 def scan(
-    data: Path = typer.Option(..., "--data", help="A labelled file (.jsonl with sentence/text + label, or .tsv)."),
+    data: str = typer.Option(..., "--data", help=DATA_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the rows that carry a confirmed trigger (.jsonl)."),
     min_count: int = typer.Option(5, "--min-count", min=2, help="n-grams in fewer rows are not tested."),
+    text_field: Optional[str] = typer.Option(None, "--text-field", help=TEXT_FIELD_HELP),
+    label_field: str = typer.Option("label", "--label-field", help=LABEL_FIELD_HELP),
 ) -> None:
     """Look for planted word or sentence triggers in labelled data, without training (trigger confirmation, as
     `p2p+` leaves them out). Syntactic and style triggers have no n-gram and are not found this way."""
@@ -95,40 +114,45 @@ def scan(
     from .io import atomic_write_jsonl
     from .lexical import confirmed_triggers
 
-    rows = read_user_data(data)
+    labelled = read_user_data(data, Fields(text_field, label_field))
+    rows, names = labelled.examples, labelled.label_names
     finding = confirmed_triggers([e.text for e in rows], [e.label for e in rows], min_count)
     found = Table(title="confirmed triggers")
     for column in ("n-gram", "label", "rows"):
         found.add_column(column, justify="left" if column == "n-gram" else "right")
     for gram, label in sorted(finding.triggers.items()):
-        found.add_row(gram, str(label), str(len(finding.carriers[gram])))
-    Console().print(found)
-    Console().print(f"{len(finding.rows)} of {len(rows)} rows carry a confirmed trigger ({data})")
+        found.add_row(gram, names[label] if names else str(label), str(len(finding.carriers[gram])))
+    results.print(found)
+    print(f"{len(finding.rows)} of {len(rows)} rows carry a confirmed trigger ({data})")
     if out is not None:
         carried: dict[int, list[str]] = {}
         for gram, carrying in sorted(finding.carriers.items()):
             for i in carrying:
                 carried.setdefault(i, []).append(gram)
-        atomic_write_jsonl(out, ({"row": i + 1, "text": rows[i].text, "label": rows[i].label, "triggers": carried[i]}
-                                 for i in finding.rows))
-        Console().print(f"flagged rows: {out}")
+        atomic_write_jsonl(out, ({"row": i + 1, "text": rows[i].text, "label": names[rows[i].label] if names else
+                                  rows[i].label, "triggers": carried[i]} for i in finding.rows))
+        print(f"flagged rows: {out}")
 
 
 @app.command()
 def predict(
     directory: Path = typer.Argument(..., help="A folder written by `p2p defend` or `p2p run`."),
-    input_: Optional[Path] = typer.Option(None, "--input", help=".txt (a text per line) or .jsonl with sentence/text."),
+    input_: Optional[Path] = typer.Option(
+        None, "--input", help=".txt (a text per line), or .jsonl, .csv or .parquet with a text field."
+    ),
     text: Optional[List[str]] = typer.Option(None, "--text", help="A text to classify (repeatable)."),
+    text_field: Optional[str] = typer.Option(None, "--text-field", help=TEXT_FIELD_HELP),
 ) -> None:
-    """Answer in the original label space; the defense's trigger and projection are applied automatically."""
+    """Answer in the original label space (one JSON line per text on stdout, with the label's id and name); the
+    defense's trigger and projection are applied automatically."""
     import json
 
     from .api import DefendedModel
     from .data.readers import read_texts
 
-    texts = list(text or []) + (read_texts(input_) if input_ else [])
+    texts = list(text or []) + (read_texts(input_, text_field) if input_ else [])
     if not texts:
-        raise typer.BadParameter("give --input FILE or at least one --text")
+        raise ConfigError("predict: give --input FILE or at least one --text")
     model = DefendedModel.load(directory)
     for t, label_id in zip(texts, model.predict_ids(texts)):
         print(json.dumps({"text": t, "label": label_id, "label_name": model.label_names[label_id]}, ensure_ascii=False))
@@ -183,7 +207,7 @@ def bench(
 
     cells = load_grid(grid)
     counts = run_grid(cells, out, parse_shard(shard) if shard else None, collect_only=collect)
-    Console().print(
+    print(
         f"{counts['selected']} cells in this {'shard' if shard else 'grid'}: {counts['done']} already finished, "
         f"{counts['ran']} ran, {counts['failed']} failed. Whole grid: {counts['finished']}/{len(cells)} finished. "
         f"Results: {out / 'results.csv'}"
@@ -201,7 +225,7 @@ def report(
     from .report import build_report
 
     paths = build_report(directory, title)
-    Console().print(f"report: {paths['markdown']}  {paths['html']}  figures: {paths['figures']}")
+    print(f"report: {paths['markdown']}  {paths['html']}  figures: {paths['figures']}")
 
 
 QUICKSTART = (("clean-floor", ["attack.rate=0"]), ("no-defense", []), ("p2p+", ["defense.name=p2p+"]))
@@ -227,15 +251,21 @@ def quickstart(
         config = load_config(path, [*overrides, f"model.name={model}", *(set_ or [])])
         console.rule(name)
         rows.append((name, run_experiment(config, out / name)))
-    Console().print(metrics_table(rows))
-    Console().print(goal_verdict(*(metrics for _, metrics in rows)))
+    results.print(metrics_table(rows))
+    results.print(goal_verdict(*(metrics for _, metrics in rows)))
+
+
+def print_error(exc: P2PError) -> None:
+    """One line on stderr, printed as it is: no markup is read into it (a label or a path may hold `[/x]`), and it
+    is not wrapped (stderr may be a file, where rich would wrap at 80 columns)."""
+    console.print(Text.assemble(("error: ", "red"), one_line(str(exc))), soft_wrap=True)
 
 
 def main() -> None:
     try:
         app()
     except P2PError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print_error(exc)
         sys.exit(2)
 
 

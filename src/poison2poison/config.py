@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .errors import ConfigError, one_line
 from .io import content_hash
 
 
@@ -248,6 +248,12 @@ class ExperimentConfig(_Strict):
             raise ValueError("seed must be >= 0")
         return value
 
+    def with_model(self, name: str) -> "ExperimentConfig":
+        """This config for another model (`p2p defend --model`), checked as a run checks its model settings."""
+        config = self.model_copy(update={"model": self.model.model_copy(update={"name": name})})
+        check_model_settings(config.model)
+        return config
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
@@ -255,11 +261,29 @@ class ExperimentConfig(_Strict):
         return content_hash(self.model_dump(mode="json"))
 
 
+def check_model_settings(model: ModelConfig) -> None:
+    """What the model's name decides about its other settings. Checked when a run starts, not when a config is
+    loaded: `p2p defend` names its model after loading its config."""
+    if model.name == "tiny" and model.kind == "encoder":
+        raise ConfigError("model.kind encoder: model 'tiny' is a causal LM (a small Llama); use kind auto or causal, "
+                          "or an encoder such as minilm")
+
+
 def _parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"override '{item}' is not of the form key=value")
     key, raw = item.split("=", 1)
-    return key, yaml.safe_load(raw) if raw != "" else ""
+    try:
+        return key, yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{item}': the value is not valid YAML ({yaml_problem(exc)})") from None
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What a YAML error says, on one line, with the line and column where it has them."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + one_line(str(getattr(exc, "problem", None) or exc))
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -283,12 +307,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """A YAML file whose top level is a mapping (empty file: {}); errors name the file."""
+    if Path(path).is_dir():
+        raise ConfigError(f"{path}: is a directory, not a {what}")
     try:
         loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such {what}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
     if loaded is not None and not isinstance(loaded, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return loaded or {}

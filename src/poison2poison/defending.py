@@ -83,7 +83,7 @@ def apply_defense(
 def vouched_rows(config: ExperimentConfig, task: ClassificationTask) -> list[Example] | None:
     """The rows in `defense.trusted_path`, if set."""
     path = config.defense.trusted_path
-    return read_user_data(path, task.num_labels) if path else None
+    return read_user_data(path, known_names=task.label_names).examples if path else None
 
 
 def reference_views(config: ExperimentConfig, task: ClassificationTask, train: list[Example]) -> Reference:

@@ -19,15 +19,16 @@ from .attacks import GenerationAttack, PoisonedPairs, build_generation_attack
 from .config import ExperimentConfig
 from .data.generation import load_pairs
 from .data.types import TextPair
+from .datachecks import check_generation_data, dataset_source
 from .defenses.generation import GenerationSpec, prepare_generation
 from .errors import ConfigError
 from .inference import generate_texts
-from .io import atomic_write_json, atomic_write_jsonl
+from .io import atomic_write_json, atomic_write_jsonl, content_hash
 from .manifest import write_manifest
 from .metrics import HEADLINE_METRIC, text_quality
 from .models import LoadedModel
 from .prompting import prefix_token_allowance
-from .rundir import finished_record, is_main_process, with_pinned_secret
+from .rundir import RunLog, claim_run_dir, finished_record, input_hashes, is_main_process, with_pinned_secret
 from .seeding import stage_rng, stratified_sample
 from .summary import METRICS
 from .tasks import GenerationTask, generation_task
@@ -151,10 +152,17 @@ def generation_manifest(
     }
 
 
-def run_generation(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
+def run_generation(config: ExperimentConfig, run_dir: Path, log_file: RunLog, force: bool) -> dict[str, Any]:
     """The generation path of `run_experiment`, inside its run log."""
     started = time.perf_counter()
     data = prepare_generation_data(config)
+    check_generation_data(len(data.poisoned.train), len(data.test), config.defense, dataset_source(config))
+    identity = input_hashes(data.poisoned.train, data.test, data.poisoned.asr_test)
+    done = claim_run_dir(run_dir, config, identity, METRICS, force)
+    if done is not None:
+        log.info("%s already finished; skipping", run_dir)
+        return done
+    log_file.open()
     clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
     prepared = prepare_generation(
         with_pinned_secret(config, run_dir).defense, data.poisoned.train, stage_rng(config.seed, "defense"),
@@ -162,11 +170,12 @@ def run_generation(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     )
     log.info("data: %d train pairs (%d poisoned), %d clean test, %d triggered test",
              len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
+    defended = [[s.source, s.target, bool(s.trigger), s.cue] for s in prepared.samples]  # no hash of the trigger
     loaded, train_stats = trained_model(
-        run_dir,
-        lambda checkpoints: fit_new_generator(
+        run_dir, content_hash(defended),
+        lambda checkpoints, key: fit_new_generator(
             config.model, config.train, prepared.samples, data.task.template, config.seed, checkpoints,
-            prepared.spec.output_prefix,
+            prepared.spec.output_prefix, key,
         ),
     )
     if not is_main_process():
@@ -176,7 +185,6 @@ def run_generation(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
     eval_start = time.perf_counter()
     metrics, rows = evaluate_generation(config, loaded, prepared.spec, data, budget)
     atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
-    defended = [[s.source, s.target, bool(s.trigger), s.cue] for s in prepared.samples]  # no hash of the trigger
     metrics.update(finished_record(config, data.poisoned, defended, data.test, train_stats, started, eval_start))
     mask = data.poisoned.mask
     metrics.update(benign_rows=len(prepared.benign_rows), benign_poisoned=sum(mask[i] for i in prepared.benign_rows),

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -40,8 +41,10 @@ LOG_EVERY_SECONDS = 60.0
 
 @contextmanager
 def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yields `advance(n)`: a bar that is gone when the pass ends, or, off a terminal, a log line every minute."""
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
+    """Yields `advance(n)`: a bar on stderr (stdout carries results only) that is gone when the pass ends, or, off a
+    terminal, a log line every minute."""
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True,
+                  console=Console(stderr=True)) as bar:
         task = bar.add_task(label, total=total)
         interactive = bar.console.is_terminal or bar.console.is_jupyter
         started = last = time.monotonic()

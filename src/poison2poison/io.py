@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from .errors import DataFormatError, ModelSetupError
+
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write through a temporary file in the same folder, then rename over the target."""
@@ -46,7 +48,13 @@ def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file; one that does not parse (cut short, or edited by hand) is a DataFormatError that names it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, exc.lineno, None, f"malformed JSON ({exc.msg})") from exc
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(path, None, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
 
 
 def content_hash(obj: Any) -> str:
@@ -62,3 +70,11 @@ def file_hash(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def require_safetensors(model_dir: Path) -> None:
+    """Models are read from safetensors only: a folder of pickled weights is refused by name, before anything loads."""
+    if not any(model_dir.glob("*.safetensors")):
+        found = ", ".join(sorted(p.name for p in model_dir.iterdir())) or "nothing"
+        raise ModelSetupError(f"{model_dir}: no safetensors weights (it holds {found}); models are loaded from "
+                              "safetensors only")

@@ -22,7 +22,7 @@ from .defenses import DEFENSES, InferenceSpec
 from .defenses.generation import GenerationSpec
 from .defenses.p2p import OFFICIAL_TRIGGER
 from .errors import ModelSetupError
-from .io import atomic_write_json, content_hash, file_hash
+from .io import atomic_write_json, content_hash, file_hash, require_safetensors
 from .rundir import MANIFEST
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,8 @@ def _validated(
     problems = [f"field '{field}': {problem}" for field, problem in problems_of(manifest)]
     if problems:
         raise ModelSetupError(f"{path}: " + "; ".join(problems))
+    if (directory / MODEL_DIR).is_dir():
+        require_safetensors(directory / MODEL_DIR)
     changed = binding_changes(directory, data, manifest.binding)
     if changed:
         raise ModelSetupError(f"{directory}: the model is not the one {MANIFEST} was written for: "

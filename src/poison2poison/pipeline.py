@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .attacks import Attack, PoisonedData, build_attack
-from .config import ExperimentConfig
+from .config import ExperimentConfig, check_model_settings
 from .data.catalog import dataset_spec, load_split
 from .data.generation import GENERATION_DATASETS
-from .data.types import Example
+from .data.types import Example, as_records
+from .datachecks import check_classification_data, check_samples, dataset_source
 from .defending import apply_defense, input_guard, vouched_rows
 from .defenses import InferenceSpec, PreparedTrain, build_defense
 from .defenses.base import Guarded, InputGuard
@@ -27,19 +28,21 @@ from .inference import predict
 from .io import (
     atomic_write_json,
     atomic_write_jsonl,
-    atomic_write_text,
+    content_hash,
 )
 from .manifest import write_manifest
 from .metrics import REJECTED, attack_success_rate, clean_accuracy, detection_scores
 from .models import LoadedModel
+from .models.loading import check_model_source
 from .rundir import (
+    RunLog,
+    claim_run_dir,
     finished_record,
-    guard_run_dir,
+    input_hashes,
     is_main_process,
     run_log,
     with_pinned_secret,
 )
-from .secret import holds_private_trigger, make_run_dir
 from .seeding import stage_rng, stratified_sample
 from .summary import METRICS
 from .tasks import ClassificationTask
@@ -112,16 +115,24 @@ def simulated_trusted_set(config: ExperimentConfig, data: ExperimentData) -> lis
 
 
 def train_model(
-    config: ExperimentConfig, task: ClassificationTask, prepared: PreparedTrain, run_dir: Path
+    config: ExperimentConfig, task: ClassificationTask, prepared: PreparedTrain, run_dir: Path, source: str
 ) -> tuple[LoadedModel, dict[str, Any]]:
-    """Fine-tune and save, or load the model an earlier attempt already saved."""
+    """Check the samples, then fine-tune and save, or load the model an earlier attempt saved from the same samples."""
+    check_samples(prepared.samples, prepared.spec.num_outputs, source, len(prepared.dropped_rows))
     words = task.answer_words(prepared.spec.num_outputs, config.model.verbalizer)
     return trained_model(
-        run_dir,
-        lambda checkpoints: fit_new_model(
-            config.model, config.train, prepared.samples, words, config.seed, checkpoints, prepared.loss
+        run_dir, content_hash(defended_records(prepared)),
+        lambda checkpoints, key: fit_new_model(
+            config.model, config.train, prepared.samples, words, config.seed, checkpoints, prepared.loss, key
         ),
     )
+
+
+def defended_records(prepared: PreparedTrain) -> list[list[object]]:
+    """The training samples as data, to hash: what the model is trained on. Whether a row carries the benign trigger
+    is recorded, not the trigger: no file of the run holds even a hash of it (the run's config or secret.json says
+    which trigger it is)."""
+    return [[s.text, s.label, bool(s.trigger), s.cue] for s in prepared.samples]
 
 
 def answer(
@@ -194,38 +205,47 @@ def rejection_views(
     }
 
 
-def run_experiment(config: ExperimentConfig, run_dir: str | Path) -> dict[str, Any]:
+def run_experiment(config: ExperimentConfig, run_dir: str | Path, force: bool = False) -> dict[str, Any]:
     """attack -> defense -> fine-tune -> evaluate; returns the metrics written to RUN_DIR/metrics.json.
 
+    The data is read and checked before RUN_DIR is written; a finished run of the same config and data is returned
+    as it is, and a folder holding another run's results is refused unless `force` (see `rundir.claim_run_dir`).
     Datasets of text pairs (GSM8K, XSum, SAMSum, SST-2 as instructions) take the generation path.
     """
     run_dir = Path(run_dir)
-    make_run_dir(run_dir, private=holds_private_trigger(config.defense))
-    done = guard_run_dir(run_dir, config)
-    if done is not None:
-        log.info("%s already finished; skipping", run_dir)
-        return done
-    with run_log(run_dir):
-        if is_main_process():
-            atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+    check_model_settings(config.model)
+    check_model_source(config.model)
+    with run_log(run_dir) as log_file:
         if config.data.dataset in GENERATION_DATASETS:
-            return run_generation(config, run_dir)
-        return run_classification(config, run_dir)
+            return run_generation(config, run_dir, log_file, force)
+        return run_classification(config, run_dir, log_file, force)
 
 
-def run_classification(config: ExperimentConfig, run_dir: Path) -> dict[str, Any]:
+def run_classification(config: ExperimentConfig, run_dir: Path, log_file: RunLog, force: bool) -> dict[str, Any]:
     """The classification path of `run_experiment`, inside its run log."""
     started = time.perf_counter()
     data = prepare_data(config)
-    clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
     trusted = vouched_rows(config, data.task) if config.defense.trusted_path else simulated_trusted_set(config, data)
+    warnings = check_classification_data(
+        [e.label for e in data.poisoned.train], data.task, config.defense, dataset_source(config),
+        [e.label for e in trusted] if trusted is not None else None, len(data.test),
+    )
+    identity = input_hashes(data.poisoned.train, data.test, data.poisoned.asr_test)
+    if config.defense.trusted_path and trusted is not None:  # the vouched rows are data too
+        identity["trusted"] = content_hash(as_records(trusted))
+    done = claim_run_dir(run_dir, config, identity, METRICS, force, warnings)
+    if done is not None:
+        log.info("%s already finished; skipping", run_dir)
+        return done
+    log_file.open()
+    clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
     prepared = apply_defense(
         with_pinned_secret(config, run_dir), data.task, data.poisoned.train, clean_rows, trusted,
         run_dir / "screening.json", run_dir / "filter.json",
     )
     log.info("data: %d train rows (%d poisoned), %d clean test, %d triggered test",
              len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
-    loaded, train_stats = train_model(config, data.task, prepared, run_dir)
+    loaded, train_stats = train_model(config, data.task, prepared, run_dir, dataset_source(config))
     if not is_main_process():
         return {}
     guard, guard_seconds = input_guard(config, data.task, loaded, prepared.spec, data.poisoned.train, trusted)
@@ -233,9 +253,10 @@ def run_classification(config: ExperimentConfig, run_dir: Path) -> dict[str, Any
     eval_start = time.perf_counter()
     metrics, rows = evaluate(config, loaded, prepared.spec, data, guard)
     atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
-    defended = [[s.text, s.label, bool(s.trigger), s.cue] for s in prepared.samples]  # no hash of the trigger
-    metrics.update(finished_record(config, data.poisoned, defended, data.test, train_stats, started, eval_start))
+    metrics.update(finished_record(config, data.poisoned, defended_records(prepared), data.test, train_stats, started,
+                                   eval_start))
     metrics.update(defense_accounting(data, prepared, guard_seconds))
+    metrics["data_warnings"] = warnings
     atomic_write_json(run_dir / METRICS, metrics)
     log.info("CA %.4f (n=%d)  ASR %.4f (n=%d)", metrics["clean_accuracy"], metrics["clean_count"],
              metrics["attack_success_rate"], metrics["asr_count"])

@@ -38,12 +38,13 @@ def mean_std(values: list[float], digits: int = 3) -> str:
 
 
 def fine_tune_seconds_text(runs: Sequence[dict[str, Any]]) -> str:
-    """Fine-tune seconds over the runs that trained from the start: a run resumed from a checkpoint timed only the
-    steps after it, so it is left out and counted."""
-    whole = [r["train_seconds"] for r in runs if not r.get("resumed_from_step")]
+    """Fine-tune seconds over the runs timed from the first step. A resumed run adds the seconds its checkpoint
+    recorded (`resumed_seconds`); one resumed by an older version, which timed only the steps after its checkpoint,
+    is left out and counted."""
+    whole = [r["train_seconds"] for r in runs if not r.get("resumed_from_step") or "resumed_seconds" in r]
     text = mean_std(whole, 0) if whole else "–"
-    resumed = len(runs) - len(whole)
-    return f"{text} ({resumed} resumed)" if resumed else text
+    partial = len(runs) - len(whole)
+    return f"{text} ({partial} resumed, timed in part)" if partial else text
 
 
 COLUMNS = (

@@ -9,7 +9,7 @@ Generation: the prompt template around a source text, and the metric that scores
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 from .errors import ConfigError
 
@@ -55,11 +55,13 @@ TOPIC = ClassificationTask(
 TASKS: dict[str, ClassificationTask] = {t.name: t for t in (SENTIMENT, TOPIC)}
 
 
-def generic_task(num_labels: int) -> ClassificationTask:
-    """A task for user data with numeric labels: the answer words are the label numbers."""
-    labels = tuple(str(i) for i in range(num_labels))
+def generic_task(num_labels: int, label_names: Sequence[str] | None = None) -> ClassificationTask:
+    """A task for user data: the answer words are the label numbers; the label names are the numbers, or the names
+    the data wrote its labels as (what predictions are given back as)."""
+    numbers = tuple(str(i) for i in range(num_labels))
     benign = tuple(str(i) for i in range(num_labels, 2 * num_labels))
-    return ClassificationTask(name=f"labels-{num_labels}", label_names=labels, verbalizers=labels, benign_verbalizers=benign)
+    names = tuple(label_names) if label_names is not None else numbers
+    return ClassificationTask(name=f"labels-{num_labels}", label_names=names, verbalizers=numbers, benign_verbalizers=benign)
 
 
 @dataclass(frozen=True)

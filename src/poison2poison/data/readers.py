@@ -1,7 +1,8 @@
-"""Readers for the data formats we accept, as the public files are written.
+"""Readers for the data formats we accept, as the public files are written and as users have them.
 
 Every reader validates each record and raises DataFormatError naming the file, the line and the field.
-Nothing is dropped silently.
+Nothing is dropped silently. Labelled data comes as JSONL (`.jsonl`, `.json`), TSV (`.tsv`, `.txt`), CSV or
+Parquet, through one path: records, then the text and label fields, then label ids (data/labels.py).
 """
 
 from __future__ import annotations
@@ -9,61 +10,46 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..errors import DataFormatError
+from .labels import Where, label_ids
+from .tables import Record, existing_file, no_rows, read_delimited, read_parquet, utf8_text
 from .types import Example
 
 
 def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, text) with a clear error for a line that is not UTF-8."""
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataFormatError(path, number, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
-            yield number, line.rstrip("\r\n")
+    """Yield (1-based line number, text) of every line, with a clear error for bytes that are not UTF-8."""
+    for number, line in enumerate(utf8_text(path).split("\n"), start=1):
+        yield number, line.rstrip("\r")
 
 
 def _read_text(path: Path) -> str:
-    for _ in _decoded_lines(path):  # validates the encoding line by line first
-        pass
-    return path.read_text(encoding="utf-8")
+    """The text with universal newlines, as Python reads it (and no byte-order mark), once the bytes are known to be
+    UTF-8."""
+    utf8_text(path)
+    return path.read_text(encoding="utf-8-sig")
 
 
-def parse_label(value: Any, path: Path, line: int | None, field: str, num_labels: int | None) -> int:
-    """Labels are integers (possibly written with spaces, as in the AG News TSV) in [0, num_labels)."""
-    if isinstance(value, bool):
-        raise DataFormatError(path, line, field, f"label must be an integer, got {value!r}")
-    if isinstance(value, int):
-        label = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        label = int(value.strip())
-    else:
-        raise DataFormatError(path, line, field, f"label must be an integer, got {value!r}")
-    if label < 0 or (num_labels is not None and label >= num_labels):
-        allowed = f"0..{num_labels - 1}" if num_labels is not None else ">= 0"
-        raise DataFormatError(path, line, field, f"label {label} is out of range ({allowed})")
-    return label
-
-
-def parse_text(value: Any, path: Path, line: int | None, field: str) -> str:
-    text = _string(value, path, line, field).strip()
+def parse_text(value: Any, path: Path, line: int | None, field: str, unit: str = "line") -> str:
+    text = _string(value, path, line, field, unit).strip()
     if not text:
-        raise DataFormatError(path, line, field, "text is empty")
+        raise DataFormatError(path, line, field, "text is empty", unit)
     return text
 
 
-def _require(record: dict[str, Any], field: str, path: Path, line: int | None) -> Any:
+def _require(record: dict[str, Any], field: str, path: Path, line: int | None, unit: str = "line") -> Any:
     if field not in record:
-        raise DataFormatError(path, line, field, f"missing field (present: {', '.join(sorted(record)) or 'none'})")
+        raise DataFormatError(
+            path, line, field, f"missing field (present: {', '.join(sorted(record)) or 'none'})", unit
+        )
     return record[field]
 
 
 def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
-    """Every non-blank line of a JSONL file as (line number, object)."""
+    """Every non-blank line of a JSONL file as (line number, object); a file with none is an error."""
     path = Path(path)
     rows = []
     for number, line in _decoded_lines(path):
@@ -76,52 +62,110 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
         if not isinstance(obj, dict):
             raise DataFormatError(path, number, None, f"expected a JSON object, got {type(obj).__name__}")
         rows.append((number, obj))
+    if not rows:
+        raise no_rows(path)
     return rows
 
 
-def read_labeled_jsonl(
-    path: str | Path, text_field: str | None = "sentence", label_field: str = "label", num_labels: int | None = None
-) -> list[Example]:
-    """JSONL of {sentence, label} (the SST-2 files). text_field=None accepts `sentence` or `text`, by the first row."""
-    path = Path(path)
-    rows = read_jsonl(path)
-    if text_field is None:
-        text_field = "text" if rows and "text" in rows[0][1] and "sentence" not in rows[0][1] else "sentence"
-    return [
-        Example(
-            parse_text(_require(obj, text_field, path, n), path, n, text_field),
-            parse_label(_require(obj, label_field, path, n), path, n, label_field, num_labels),
-        )
-        for n, obj in rows
-    ]
+@dataclass(frozen=True)
+class Fields:
+    """The record fields that hold the text and the label. `text` None: `sentence` where the data has it, else
+    `text` (the two names the public files use)."""
+
+    text: str | None = None
+    label: str = "label"
+
+    def text_in(self, names: Iterable[str]) -> str:
+        if self.text is not None:
+            return self.text
+        names = set(names)
+        return "text" if "text" in names and "sentence" not in names else "sentence"
+
+
+@dataclass(frozen=True)
+class LabelledRows:
+    """Labelled examples, and the names their labels were written as (None: integer labels, used as ids)."""
+
+    examples: list[Example]
+    label_names: tuple[str, ...] | None = None
 
 
 def _looks_like_header(fields: list[str]) -> bool:
     return not fields[-1].strip().lstrip("-").isdigit()
 
 
-def read_labeled_tsv(
-    path: str | Path, header: bool | None = None, num_labels: int | None = None, allow_empty: bool = False
-) -> list[Example]:
-    """TSV of `text<TAB>label`, with or without a header line (None: detect it from a non-integer last field).
+def _tsv_header(path: Path, fields: Fields) -> list[str] | None:
+    """The column names on a TSV's first line, or None when it has no header. A first line is a header when it
+    names the label or text field, or when its last column is not an integer while the next line's is (the public
+    files' `sentence<TAB>label` and `sentences<TAB>labels`); string labels then make no header of a first row."""
+    lines = [line.split("\t") for _, line in _decoded_lines(path) if line.strip()][:2]
+    if not lines:
+        return None
+    names = [name.strip() for name in lines[0]]
+    if {fields.label, fields.text} & set(names):
+        return names
+    if len(lines) == 2 and _looks_like_header(lines[0]) and not _looks_like_header(lines[1]):
+        return names
+    return None
 
-    Fields may carry padding spaces (`' 2'`) and lines may end in CRLF; both are accepted. allow_empty keeps
-    rows whose text is empty (row-aligned files, where dropping one would shift every later row).
-    """
-    path = Path(path)
-    examples: list[Example] = []
-    for number, line in _decoded_lines(path):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if number == 1 and (header or (header is None and _looks_like_header(fields))):
-            continue
-        if len(fields) < 2:
-            raise DataFormatError(path, number, "label", "missing field (no tab-separated label)")
-        text, label = "\t".join(fields[:-1]), fields[-1]
-        text = text.strip() if allow_empty else parse_text(text, path, number, "sentence")
-        examples.append(Example(text, parse_label(label, path, number, "label", num_labels)))
-    return examples
+
+def _tsv_records(path: Path, fields: Fields) -> tuple[list[str], list[Record]]:
+    """A TSV of `text<TAB>label` (the public files) or with a header that names its columns; no quoting, as the
+    public files are written. A two-column header that names neither field is read by position."""
+    header = _tsv_header(path, fields)
+    if header is not None and fields.label in header:
+        return read_delimited(path, "\t", quoted=False)
+    positional = [fields.text or "sentence", fields.label]
+    return read_delimited(path, "\t", quoted=False, column_names=positional, header=header is not None)
+
+
+SUPPORTED = ".jsonl, .json, .csv, .tsv, .txt or .parquet"
+
+
+def read_records(path: str | Path, fields: Fields = Fields()) -> tuple[list[str] | None, list[Record], Where]:
+    """(column names where the format has them, records, where they come from) of a file, by its extension."""
+    path = existing_file(Path(path))
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return None, read_jsonl(path), Where(path)
+    if suffix == ".csv":
+        return (*read_delimited(path), Where(path))
+    if suffix in (".tsv", ".txt"):
+        return (*_tsv_records(path, fields), Where(path))
+    if suffix == ".parquet":
+        return (*read_parquet(path), Where(path, "row"))
+    raise DataFormatError(path, None, None, f"unsupported extension '{path.suffix}' (use {SUPPORTED})")
+
+
+def labelled_examples(
+    records: Sequence[Record], where: Where, fields: Fields, columns: Sequence[str] | None = None,
+    known_names: Sequence[str] | None = None, allow_empty: bool = False,
+) -> LabelledRows:
+    """Examples from records: the text field (not empty unless `allow_empty`, for row-aligned files) and the label
+    field, mapped to ids (see `data.labels.label_ids` for `known_names`)."""
+    path, unit = Path(where.path), where.unit
+    text_field = fields.text_in(columns if columns is not None else records[0][1] if records else ())
+    if columns is not None:
+        for field in (text_field, fields.label):
+            if field not in columns:
+                raise where.error(1 if unit == "line" else None, field,
+                                  f"no such column (columns: {', '.join(columns) or 'none'})")
+    texts, labels = [], []
+    for n, obj in records:
+        value = _require(obj, text_field, path, n, unit)
+        texts.append(_string(value, path, n, text_field, unit).strip() if allow_empty
+                     else parse_text(value, path, n, text_field, unit))
+        labels.append((n, _require(obj, fields.label, path, n, unit)))
+    ids, names = label_ids(labels, where, fields.label, known_names)
+    return LabelledRows([Example(t, y) for t, y in zip(texts, ids)], names)
+
+
+def read_labelled(
+    path: str | Path, fields: Fields = Fields(), known_names: Sequence[str] | None = None, allow_empty: bool = False
+) -> LabelledRows:
+    """A labelled file of any supported format (see `read_records`)."""
+    columns, records, where = read_records(path, fields)
+    return labelled_examples(records, where, fields, columns, known_names, allow_empty)
 
 
 def read_json_array(path: str | Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, Any]]]:
@@ -159,10 +203,12 @@ def read_alpaca(path: str | Path) -> list[dict[str, str]]:
     return out
 
 
-def _string(value: Any, path: Path, line: int | None, field: str) -> str:
+def _string(value: Any, path: Path, line: int | None, field: str, unit: str = "line") -> str:
     """A string field that may be empty (the Alpaca `input`)."""
+    if value is None:
+        raise DataFormatError(path, line, field, "missing value (null)", unit)
     if not isinstance(value, str):
-        raise DataFormatError(path, line, field, f"expected a string, got {type(value).__name__}")
+        raise DataFormatError(path, line, field, f"expected a string, got {type(value).__name__}", unit)
     return value
 
 
@@ -233,13 +279,16 @@ def read_samsum(path: str | Path) -> list[dict[str, str]]:
     return out
 
 
-def read_texts(path: str | Path) -> list[str]:
-    """Inputs to predict: a .txt file (one text per non-blank line) or JSONL with `sentence` or `text`."""
+def read_texts(path: str | Path, text_field: str | None = None) -> list[str]:
+    """Inputs to predict: a .txt file (one text per non-blank line), or records of any supported format whose
+    `text_field` holds the text (by default `sentence` or `text`, row by row)."""
     path = Path(path)
-    if path.suffix == ".jsonl":
-        out = []
-        for n, obj in read_jsonl(path):
-            field = "sentence" if "sentence" in obj else "text"
-            out.append(parse_text(_require(obj, field, path, n), path, n, field))
-        return out
-    return [line.strip() for _, line in _decoded_lines(path) if line.strip()]
+    if path.suffix.lower() == ".txt":
+        texts = [line.strip() for _, line in _decoded_lines(path) if line.strip()]
+        if not texts:
+            raise no_rows(path)
+        return texts
+    fields = Fields(text_field)
+    _, records, where = read_records(path, fields)
+    return [parse_text(_require(obj, field, path, n, where.unit), path, n, field, where.unit)
+            for n, obj in records for field in [fields.text_in(obj)]]

@@ -39,7 +39,7 @@ def select_benign_subset(
         totals[label] += 1
     chosen: list[int] = []
     for label in sorted(totals):
-        want = round(rho * totals[label])
+        want = benign_count(totals[label], rho)
         available = by_label.get(label, [])
         if want > len(available):
             raise ConfigError(f"benign subset needs {want} rows of label {label}, the pool has {len(available)}")
@@ -71,6 +71,11 @@ def extended_label(label: int, num_labels: int) -> int:
 def mod_projection(num_labels: int) -> tuple[int, ...]:
     """Output j of the doubled label space stands for label j mod n."""
     return tuple(j % num_labels for j in range(2 * num_labels))
+
+
+def benign_count(rows: int, rho: float) -> int:
+    """How many of a label's rows the benign subset takes."""
+    return round(rho * rows)
 
 
 def tie_order(texts: Sequence[str]) -> list[str]:

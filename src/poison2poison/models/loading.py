@@ -22,8 +22,8 @@ from transformers import (
 )
 
 from ..config import ModelConfig
-from ..errors import ConfigError, ModelSetupError
-from ..io import atomic_write_json, read_json, replace_dir
+from ..errors import ConfigError, ModelSetupError, one_line
+from ..io import atomic_write_json, read_json, replace_dir, require_safetensors
 from ..prompting import ChatFrame, answer_token_ids
 from .gguf import SMOLLM2_NAMES, converted_gguf, smollm2_source
 from .tiny import build_tiny_model, train_tokenizer
@@ -169,6 +169,10 @@ def _apply_lora(model: Any, config: ModelConfig, kind: Kind) -> Any:
     return get_peft_model(model, lora)
 
 
+ANSWER_WEIGHT = 1000
+"""How many times the `tiny` tokenizer's corpus holds each answer word."""
+
+
 def build_model(
     config: ModelConfig, num_outputs: int, answer_words: Sequence[str] | None, corpus: Sequence[str]
 ) -> LoadedModel:
@@ -181,7 +185,10 @@ def build_model(
     if config.name == "tiny":
         if config.quantization != "none":
             raise ConfigError("model 'tiny' is trained from scratch and cannot be quantized; use model.quantization=none")
-        tokenizer = train_tokenizer(list(corpus) + [f" {w}" for w in answer_words or []], config.tiny_vocab_size)
+        # Each answer word, weighted as if it were common, becomes its own token: a rare label (a benign one, a digit)
+        # would otherwise start with the same byte token as the others.
+        answers = [f" {w}" for w in answer_words or []] * ANSWER_WEIGHT
+        tokenizer = train_tokenizer(list(corpus) + answers, config.tiny_vocab_size)
         loaded = LoadedModel(build_tiny_model(config, tokenizer), tokenizer, "causal", list(answer_words or []),
                              chat_frame(config, tokenizer))
     else:
@@ -239,11 +246,23 @@ def load_saved_model(directory: str | Path) -> LoadedModel:
     if not meta_path.is_file():
         raise ModelSetupError(f"{directory}: not a saved poison2poison model (no {META_FILE})")
     meta = read_json(meta_path)
-    tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
-    auto = AutoModelForSequenceClassification if meta["kind"] == "encoder" else AutoModelForCausalLM
-    model = auto.from_pretrained(directory, trust_remote_code=False, use_safetensors=True)
+    require_safetensors(directory)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
+        auto = AutoModelForSequenceClassification if meta["kind"] == "encoder" else AutoModelForCausalLM
+        model = auto.from_pretrained(directory, trust_remote_code=False, use_safetensors=True)
+    except Exception as exc:  # transformers, tokenizers and safetensors raise many kinds for a damaged folder
+        raise ModelSetupError(f"{directory}: the saved model cannot be loaded ({type(exc).__name__}: "
+                              f"{one_line(str(exc))})") from exc
     if not getattr(model, "is_quantized", False):  # a quantized model is placed as it loads
         model.to(accelerator())
     model.eval()
     frame = ChatFrame(**meta["chat_frame"]) if meta.get("chat_frame") else None  # exactly the frame it was trained in
     return LoadedModel(model, tokenizer, meta["kind"], meta.get("answer_words"), frame, model.dtype)
+
+
+def check_model_source(config: ModelConfig) -> None:
+    """Fail before a run writes anything when its model cannot be found: its config is read (a small file), not its
+    weights. `tiny` is built from the settings alone."""
+    if config.name != "tiny":
+        detect_kind(resolve_model_source(config.name), config.kind)
