@@ -3,6 +3,7 @@ last position alone) and batched greedy generation."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from contextlib import contextmanager
@@ -91,7 +92,7 @@ def _forward_batches(
         prefix = _prefix_cache(model, features[0]["input_ids"][:shared], device) if shared >= SHARED_PREFIX_MIN else None
         for chunk in _batches(features, batch_size):
             if prefix is not None:
-                batch = _batch_after_prefix(collate, chunk, shared, prefix, device, model.config)
+                batch = _batch_after_prefix(collate, chunk, shared, prefix, device, model)
             else:
                 batch = {k: v.to(device) for k, v in collate(list(chunk)).items()}
                 if loaded.kind == "causal":
@@ -120,7 +121,7 @@ def _prefix_cache(model: Any, prefix_ids: list[int], device: torch.device) -> li
 
 def _batch_after_prefix(
     collate: PaddingCollator, chunk: Sequence[dict], shared: int, prefix: list[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device, config: Any,
+    device: torch.device, model: Any,
 ) -> dict[str, Any]:
     """The batch's own tokens (left-padded) after the cached prefix: the same positions and attention as the full
     prompts, with the padding between the prefix and each prompt's own tokens instead of before both."""
@@ -128,9 +129,15 @@ def _batch_after_prefix(
     rows = own["input_ids"].shape[0]
     mask = torch.cat([torch.ones(rows, shared, dtype=own["attention_mask"].dtype), own["attention_mask"]], dim=1)
     positions = (shared + own["attention_mask"].cumsum(-1) - 1).clamp(min=shared)
-    cache = DynamicCache([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix], config=config)
+    cache = DynamicCache([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix],
+                         config=model.config)
     return {"input_ids": own["input_ids"].to(device), "attention_mask": mask.to(device),
-            "position_ids": positions.to(device), "past_key_values": cache}
+            "position_ids": positions.to(device), _cache_argument(model): cache}
+
+
+def _cache_argument(model: Any) -> str:
+    """The name of the key/value cache argument: `cache` in recent transformers (which warn on the older name)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def score_samples(
