@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import hashlib
 import importlib.util
 import logging
 import os
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import ModelSetupError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, file_hash
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +73,7 @@ def smollm2_source() -> str:
 
 @functools.lru_cache(maxsize=8)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_hash(path)
 
 
 def file_sha256(path: Path) -> str:
