@@ -165,3 +165,28 @@ def test_tiny_gives_every_answer_word_its_own_first_token(num_labels: int) -> No
     corpus = [f"Text: a film about nothing much\nOutput: {i % num_labels}" for i in range(60)]
     loaded = build_model(ModelConfig(name="tiny", tiny_vocab_size=300), len(words), words, corpus)
     assert len(set(answer_token_ids(loaded.tokenizer, words))) == len(words)
+
+
+def test_a_benign_head_that_starts_from_the_plain_one_scores_each_label_twice_alike() -> None:
+    """`defense.benign_head: plain` (p2p+'s default): before training, benign output y + n answers as output y does,
+    for every input, so reading j mod n changes nothing; the plain outputs keep their own start."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from poison2poison.models.loading import start_outputs_as_twins
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, num_labels=6)
+    model = BertForSequenceClassification(config).eval()
+    plain = model.classifier.weight[:3].clone()
+    start_outputs_as_twins(model, [0, 1, 2, 0, 1, 2])
+    logits = model(input_ids=torch.randint(0, 50, (4, 7))).logits
+    assert torch.equal(logits[:, 3:], logits[:, :3]) and torch.equal(model.classifier.weight[:3], plain)
+    with pytest.raises(ModelSetupError, match="no output layer of 5 outputs"):
+        start_outputs_as_twins(model, [0, 1, 2, 0, 1])
+
+
+def test_p2p_plus_starts_its_benign_head_from_the_plain_one_and_paper_p2p_does_not() -> None:
+    assert load_config(None, ["defense.name=p2p+"]).defense.benign_head == "plain"
+    assert load_config(None, ["defense.name=p2p"]).defense.benign_head == "random"
+    assert load_config(None, ["defense.name=p2p", "defense.benign_head=plain"]).defense.benign_head == "plain"

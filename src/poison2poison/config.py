@@ -60,6 +60,7 @@ SUBSET_DEFENSES = ("p2p", "p2p+", "pdb")
 """Defenses that train a triggered subset of the data (its source, size, trigger and options are shared)."""
 ROBUST_DEFAULTS: dict[str, Any] = {
     "screen": ["lexical", "reference"], "screen_pool": 1.0, "drop_suspicious": 0.1, "drop_confirmed": True,
+    "benign_head": "plain",
 }
 """What `p2p+` (robust P2P, ours) changes from paper P2P unless the config sets it; chosen in docs/robust.md."""
 PDB_DEFAULTS: dict[str, Any] = {"rho": 0.1, "oversample": 5, "mode": "append", "separate_cue": False}
@@ -113,6 +114,10 @@ class DefenseConfig(_Strict):
         "other words argue for other labels; lexical.py)",
     )
     oversample: int = Field(1, ge=1, description="each benign sample is shown this many times (PDB uses 5)")
+    benign_head: Literal["random", "plain"] = Field(
+        "random", description="an encoder's new head: the benign outputs (y + n) start at random, or as copies of the "
+        "plain outputs they are read as ('plain'); a causal LM answers with pretrained words either way",
+    )
     # DeCE (defenses/dece.py)
     dece_smoothing: float = Field(0.05, ge=0.0, lt=1.0, description="DeCE: label smoothing of the target")
     dece_alpha_base: float = Field(

@@ -120,10 +120,11 @@ def train_model(
     """Check the samples, then fine-tune and save, or load the model an earlier attempt saved from the same samples."""
     check_samples(prepared.samples, prepared.spec.num_outputs, source, len(prepared.dropped_rows))
     words = task.answer_words(prepared.spec.num_outputs, config.model.verbalizer)
+    twins = prepared.spec.label_of_output if config.defense.benign_head == "plain" else None
     return trained_model(
         run_dir, content_hash(defended_records(prepared)),
         lambda checkpoints, key: fit_new_model(
-            config.model, config.train, prepared.samples, words, config.seed, checkpoints, prepared.loss, key
+            config.model, config.train, prepared.samples, words, config.seed, checkpoints, prepared.loss, key, twins
         ),
     )
 

@@ -391,11 +391,13 @@ def fit_new_model(
     checkpoint_dir: Path,
     loss: TrainLoss | None = None,
     run_key: str = "",
+    output_twins: Sequence[int] | None = None,
 ) -> tuple[LoadedModel, dict[str, Any]]:
-    """A fresh classifier, seeded (so its new head starts the same every run), fine-tuned on `samples`."""
+    """A fresh classifier, seeded (so its new head starts the same every run), fine-tuned on `samples`; see
+    `build_model` for `output_twins`."""
     set_seed(seed)
     corpus = ["".join(render_prompt(replace(s, trigger=""))) for s in samples]  # a tokenizer never sees the trigger
-    loaded = build_model(model_config, len(answer_words), answer_words, corpus)
+    loaded = build_model(model_config, len(answer_words), answer_words, corpus, output_twins)
     features = encode_training_samples(loaded, samples, model_config.max_length)
     return loaded, _fine_tune_stats(loaded, features, train_config, seed, checkpoint_dir, loss, run_key)
 

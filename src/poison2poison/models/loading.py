@@ -174,11 +174,14 @@ ANSWER_WEIGHT = 1000
 
 
 def build_model(
-    config: ModelConfig, num_outputs: int, answer_words: Sequence[str] | None, corpus: Sequence[str]
+    config: ModelConfig, num_outputs: int, answer_words: Sequence[str] | None, corpus: Sequence[str],
+    output_twins: Sequence[int] | None = None,
 ) -> LoadedModel:
     """A fresh model ready to fine-tune. `corpus` (the rendered training prompts) trains the `tiny` tokenizer.
 
-    `num_outputs` 0 asks for a generator (a causal LM with no verbalizers), which an encoder cannot be.
+    `num_outputs` 0 asks for a generator (a causal LM with no verbalizers), which an encoder cannot be. With
+    `output_twins`, an encoder's new head starts each output j as a copy of output `output_twins[j]`
+    (`start_outputs_as_twins`).
     """
     tokenizer: Any
     dtype = compute_dtype(config.dtype)
@@ -202,6 +205,8 @@ def build_model(
         kwargs = _pretrained_kwargs(config, dtype)
         if kind == "encoder":
             model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_outputs, **kwargs)
+            if output_twins is not None:
+                start_outputs_as_twins(model, output_twins)
             loaded = LoadedModel(model, tokenizer, "encoder")
         else:
             if tokenizer.pad_token is None:
@@ -224,6 +229,21 @@ def build_model(
             loaded.model = prepare_model_for_kbit_training(loaded.model, use_gradient_checkpointing=False)
         loaded.model = _apply_lora(loaded.model, config, loaded.kind)
     return loaded
+
+
+def start_outputs_as_twins(model: Any, twins: Sequence[int]) -> None:
+    """Give output j of a new classification head the weights of output `twins[j]`. P2P's benign output y + n is read
+    as label y: starting it as a copy of output y, the benign context starts from what the plain one learns. From a
+    random head, the benign outputs learn from the benign rows alone (a fifth of the data), and at a small budget
+    they can settle on one class (docs/robust.md)."""
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == len(twins)]
+    if not head:
+        raise ModelSetupError(f"{type(model).__name__}: no output layer of {len(twins)} outputs to start from its twins")
+    index = torch.tensor(list(twins))
+    with torch.no_grad():
+        head[-1].weight.copy_(head[-1].weight[index])
+        if head[-1].bias is not None:
+            head[-1].bias.copy_(head[-1].bias[index])
 
 
 def save_model(loaded: LoadedModel, directory: Path) -> None:
