@@ -67,7 +67,7 @@ def classifier_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> 
     train = _write_jsonl(tmp / "train.jsonl", _marked(texts[:160], [("cf", 1), ("mn", 0)]))
     trusted = _write_jsonl(tmp / "trusted.jsonl", _marked(texts[160:240], [("cf", 0), ("mn", 0), ("cf", 1), ("mn", 1)]))
     config = load_config(None, [
-        "train.epochs=4", "train.batch_size=16", "train.learning_rate=0.003", "model.tiny_hidden_size=32",
+        "train.epochs=6", "train.batch_size=16", "train.learning_rate=0.003", "model.tiny_hidden_size=32",
         "model.tiny_layers=1", "model.tiny_vocab_size=600", "model.max_length=64", "defense.name=p2p",
         "defense.source=trusted", f"defense.trusted_path={trusted}",
     ])
