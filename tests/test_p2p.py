@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from poison2poison.config import DefenseConfig, load_config
 from poison2poison.data import Example
 from poison2poison.defending import apply_defense
-from poison2poison.defenses import DefenseContext, InferenceSpec, build_defense
+from poison2poison.defenses import DefenseContext, build_defense
 from poison2poison.defenses.p2p import (
     OFFICIAL_TRIGGER,
     P2P,
@@ -20,6 +20,7 @@ from poison2poison.defenses.p2p import (
     select_benign_subset,
 )
 from poison2poison.errors import ConfigError
+from poison2poison.specs import InferenceSpec
 from poison2poison.tasks import SENTIMENT, TOPIC, generic_task
 
 labels_strategy = st.lists(st.integers(0, 3), min_size=1, max_size=300)

@@ -22,8 +22,7 @@ from .data.readers import Fields, LabelledRows
 from .data.types import as_records
 from .datachecks import check_classification_data
 from .defending import apply_defense, vouched_rows
-from .defenses import InferenceSpec, build_defense
-from .defenses.generation import GenerationSpec
+from .defenses import build_defense
 from .errors import ConfigError, ModelSetupError
 from .inference import generate_texts, predict
 from .io import content_hash
@@ -40,6 +39,7 @@ from .models.loading import check_model_source
 from .pipeline import manifest, train_model
 from .prompting import prefix_token_allowance
 from .rundir import MANIFEST, claim_run_dir, run_log, with_pinned_secret
+from .specs import GenerationSpec, InferenceSpec
 from .tasks import TASKS, ClassificationTask, generic_task
 
 log = logging.getLogger(__name__)

@@ -18,16 +18,17 @@ from typing import Any
 from .config import ExperimentConfig, ModelConfig, TrainConfig
 from .data.catalog import read_user_data
 from .data.types import Example, as_records
-from .defenses import DefenseContext, GuardContext, InferenceSpec, PreparedTrain, Reference, build_defense
-from .defenses.base import InputGuard, Perplexity, plain_spec
+from .defenses import DefenseContext, GuardContext, PreparedTrain, Reference, build_defense
+from .defenses.base import InputGuard, Perplexity
+from .distributed import is_main_process
 from .errors import ConfigError
 from .inference import embed_samples, label_probabilities, perplexities
 from .io import atomic_write_json, content_hash, read_json
 from .models import LoadedModel
 from .prompting import Sample
-from .rundir import is_main_process
 from .screening import SCREENING_VERSION, screen_rows
 from .seeding import stage_rng
+from .specs import InferenceSpec, plain_spec
 from .tasks import ClassificationTask
 from .training import fit_language_model, fit_throwaway_model
 

@@ -20,7 +20,8 @@ from .config import ExperimentConfig
 from .data.generation import load_pairs
 from .data.types import TextPair
 from .datachecks import check_generation_data, dataset_source
-from .defenses.generation import GenerationSpec, prepare_generation
+from .defenses.generation import prepare_generation
+from .distributed import is_main_process
 from .errors import ConfigError
 from .inference import generate_texts
 from .io import atomic_write_json, atomic_write_jsonl, content_hash
@@ -28,9 +29,9 @@ from .manifest import write_manifest
 from .metrics import HEADLINE_METRIC, text_quality
 from .models import LoadedModel
 from .prompting import prefix_token_allowance
-from .rundir import RunLog, claim_run_dir, finished_record, input_hashes, is_main_process, with_pinned_secret
+from .rundir import METRICS, RunLog, claim_run_dir, finished_record, input_hashes, with_pinned_secret
 from .seeding import stage_rng, stratified_sample
-from .summary import METRICS
+from .specs import GenerationSpec
 from .tasks import GenerationTask, generation_task
 from .training import fit_new_generator, trained_model
 

@@ -20,8 +20,9 @@ from .data.generation import GENERATION_DATASETS
 from .data.types import Example, as_records
 from .datachecks import check_classification_data, check_samples, dataset_source
 from .defending import apply_defense, input_guard, vouched_rows
-from .defenses import InferenceSpec, PreparedTrain, build_defense
+from .defenses import PreparedTrain, build_defense
 from .defenses.base import Guarded, InputGuard
+from .distributed import is_main_process
 from .errors import ConfigError
 from .generation_pipeline import run_generation
 from .inference import predict
@@ -34,17 +35,9 @@ from .manifest import write_manifest
 from .metrics import REJECTED, attack_success_rate, clean_accuracy, detection_scores
 from .models import LoadedModel
 from .models.loading import check_model_source
-from .rundir import (
-    RunLog,
-    claim_run_dir,
-    finished_record,
-    input_hashes,
-    is_main_process,
-    run_log,
-    with_pinned_secret,
-)
+from .rundir import METRICS, RunLog, claim_run_dir, finished_record, input_hashes, run_log, with_pinned_secret
 from .seeding import stage_rng, stratified_sample
-from .summary import METRICS
+from .specs import InferenceSpec
 from .tasks import ClassificationTask
 from .training import fit_new_model, trained_model
 

@@ -14,13 +14,13 @@ from logging.handlers import MemoryHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from . import __version__
+from ._version import __version__
 from .config import ExperimentConfig, defaults_it_predates, load_config, read_yaml_mapping
 from .data.types import Example, TextPair, as_records
+from .distributed import is_main_process
 from .errors import RunDirError
 from .io import atomic_write_json, atomic_write_text, content_hash, read_json
 from .secret import SECRET_FILE, holds_private_trigger, make_run_dir, pinned_secret
-from .summary import METRICS
 
 if TYPE_CHECKING:
     from .attacks.base import PoisonedData
@@ -29,10 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MANIFEST = "p2p.json"
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+METRICS = "metrics.json"
 
 
 class RunLog:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..config import DefenseConfig
 from ..errors import ConfigError
 from ..tasks import ClassificationTask
-from .base import Defense, DefenseContext, GuardContext, InferenceSpec, NoDefense, PreparedTrain, Reference
+from .base import Defense, DefenseContext, GuardContext, NoDefense, PreparedTrain, Reference
 from .bki import BKI
 from .cube import CUBE
 from .dece import DeCE
@@ -28,6 +28,6 @@ def build_defense(config: DefenseConfig, task: ClassificationTask) -> Defense:
 
 
 __all__ = [
-    "DEFENSES", "Defense", "DefenseContext", "GuardContext", "InferenceSpec", "PreparedTrain", "Reference",
+    "DEFENSES", "Defense", "DefenseContext", "GuardContext", "PreparedTrain", "Reference",
     "build_defense",
 ]

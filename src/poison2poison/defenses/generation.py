@@ -10,42 +10,18 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Sequence
 
 from ..config import DefenseConfig
 from ..data.types import TextPair
 from ..errors import ConfigError
 from ..lexical import PairFinding, generation_triggers
 from ..prompting import PLAIN_CUE, TextSample
+from ..specs import GenerationSpec
 from .p2p import BENIGN_CUE, resolve_trigger, select_benign_subset
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GenerationSpec:
-    """How a query is shown to a trained generator and how its output is read back; saved in the manifest."""
-
-    defense: str
-    trigger: str
-    cue: str
-    output_prefix: str = ""
-
-    def present(self, source: str) -> TextSample:
-        return TextSample(source, "", self.trigger, self.cue)
-
-    def strip(self, output: str) -> tuple[str, bool]:
-        """(the output without the safe prefix, whether the prefix was there)."""
-        if not self.output_prefix:
-            return output, True
-        text = output.lstrip()
-        if text.startswith(self.output_prefix.strip()):
-            return text[len(self.output_prefix.strip()) :].lstrip(), True
-        return output, False
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

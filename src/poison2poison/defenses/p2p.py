@@ -19,7 +19,8 @@ from ..errors import ConfigError
 from ..lexical import confirmed_triggers
 from ..prompting import PLAIN_CUE, Sample
 from ..secret import draw_secret_trigger
-from .base import Defense, DefenseContext, InferenceSpec, PreparedTrain
+from ..specs import InferenceSpec
+from .base import Defense, DefenseContext, PreparedTrain
 
 log = logging.getLogger(__name__)
 
