@@ -29,7 +29,8 @@ from .manifest import write_manifest
 from .metrics import HEADLINE_METRIC, text_quality
 from .models import LoadedModel
 from .prompting import prefix_token_allowance
-from .rundir import METRICS, RunLog, claim_run_dir, finished_record, input_hashes, with_pinned_secret
+from .rundir import METRICS, RunLog, claim_run_dir, finished_record, input_hashes
+from .secret import pinned_defense
 from .seeding import stage_rng, stratified_sample
 from .specs import GenerationSpec
 from .tasks import GenerationTask, generation_task
@@ -166,7 +167,7 @@ def run_generation(config: ExperimentConfig, run_dir: Path, log_file: RunLog, fo
     log_file.open()
     clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
     prepared = prepare_generation(
-        with_pinned_secret(config, run_dir).defense, data.poisoned.train, stage_rng(config.seed, "defense"),
+        pinned_defense(config.defense, run_dir), data.poisoned.train, stage_rng(config.seed, "defense"),
         clean_rows if config.defense.source == "oracle" else None,
     )
     log.info("data: %d train pairs (%d poisoned), %d clean test, %d triggered test",

@@ -19,15 +19,20 @@ DEFENSES: dict[str, type[Defense]] = {
 }
 
 
-def build_defense(config: DefenseConfig, task: ClassificationTask) -> Defense:
+def defense_class(name: str) -> type[Defense]:
+    """The registered defense of this name; an unknown name lists the valid ones."""
     try:
-        cls = DEFENSES[config.name]
+        return DEFENSES[name]
     except KeyError:
-        raise ConfigError(f"unknown defense '{config.name}'; valid: {', '.join(sorted(DEFENSES))}") from None
-    return cls(config, task)
+        raise ConfigError(f"unknown defense '{name}'; valid: {', '.join(sorted(DEFENSES))}") from None
+
+
+def build_defense(config: DefenseConfig, task: ClassificationTask) -> Defense:
+    """The run's one Defense: built once, then used to prepare the data, guard the inputs and write the manifest."""
+    return defense_class(config.name)(config, task)
 
 
 __all__ = [
     "DEFENSES", "Defense", "DefenseContext", "GuardContext", "PreparedTrain", "Reference",
-    "build_defense",
+    "build_defense", "defense_class",
 ]

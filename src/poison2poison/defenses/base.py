@@ -48,10 +48,30 @@ class DefenseContext:
 
 
 @dataclass
+class DefenseTimings:
+    """Seconds a defense took before training, kept apart from what it found: metrics.json adds them up (with the
+    guard's time) and the manifest records them beside the defense's details."""
+
+    defense: float = 0.0
+    """The defense's own work, a reference fine-tune included."""
+    screening: dict[str, float] = field(default_factory=dict)
+    """Per screening signal, as computed (a cached result keeps the seconds of its computation)."""
+
+    def as_details(self) -> dict[str, Any]:
+        """The manifest's timing fields: `defense_seconds`, and `screen_seconds` when the defense screened."""
+        record: dict[str, Any] = {"defense_seconds": self.defense}
+        if self.screening:
+            record["screen_seconds"] = self.screening
+        return record
+
+
+@dataclass
 class PreparedTrain:
     samples: list[Sample]
     spec: InferenceSpec
     details: dict[str, Any] = field(default_factory=dict)
+    """What this defense found and chose (its own fields), recorded in the manifest."""
+    timings: DefenseTimings = field(default_factory=DefenseTimings)
     benign_rows: list[int] = field(default_factory=list)
     """Training rows shown in a benign context (indices into the untrusted set), for the run's own accounting."""
     dropped_rows: list[int] = field(default_factory=list)
@@ -113,9 +133,10 @@ class Defense(ABC):
         """The inference-time part of the defense, if it has one."""
         return None
 
-    @property
-    def guards_inputs(self) -> bool:
-        return type(self).input_guard is not Defense.input_guard
+    @classmethod
+    def guards_inputs(cls) -> bool:
+        """Whether the defense acts at inference (known from its class, before anything is built)."""
+        return cls.input_guard is not Defense.input_guard
 
 
 class NoDefense(Defense):
