@@ -31,11 +31,11 @@ from sklearn.neighbors import NearestNeighbors
 from transformers import AutoModel, AutoTokenizer
 
 from poison2poison.config import load_config
-from poison2poison.defending import simulated_trusted_set
 from poison2poison.defenses.p2p import most_suspicious
+from poison2poison.defenses.runner import simulated_trusted_set
+from poison2poison.defenses.screening import percentile_within_label
 from poison2poison.models.loading import resolve_model_source
 from poison2poison.pipeline import prepare_data
-from poison2poison.screening import percentile_within_label
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "robust"
 SETTINGS = ("sst2-badnets-minilm", "sst2-addsent-minilm", "sst2-hiddenkiller-minilm", "sst2-stylebkd-minilm")

@@ -13,12 +13,11 @@ from poison2poison.config import DefenseConfig, ModelConfig
 from poison2poison.data.generation import GENERATION_DATASETS
 from poison2poison.data.types import TextPair
 from poison2poison.defenses.generation import prepare_generation
-from poison2poison.defenses.p2p import OFFICIAL_TRIGGER
 from poison2poison.errors import ConfigError, ModelSetupError
 from poison2poison.inference import generate_texts
 from poison2poison.models.loading import build_model
 from poison2poison.prompting import TextSample, encode_generation, prefix_token_allowance
-from poison2poison.specs import GenerationSpec
+from poison2poison.specs import OFFICIAL_TRIGGER, GenerationSpec
 from poison2poison.tasks import GENERATION_TASKS
 
 TEMPLATE = "Question: {source}"

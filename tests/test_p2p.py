@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from poison2poison.config import DefenseConfig, ExperimentConfig, load_config
 from poison2poison.data import Example
-from poison2poison.defending import apply_defense, trusted_rows
 from poison2poison.defenses import DefenseContext, PreparedTrain, build_defense
 from poison2poison.defenses.p2p import (
     OFFICIAL_TRIGGER,
@@ -20,6 +19,7 @@ from poison2poison.defenses.p2p import (
     resolve_trigger,
     select_benign_subset,
 )
+from poison2poison.defenses.runner import apply_defense, trusted_rows
 from poison2poison.errors import ConfigError
 from poison2poison.specs import InferenceSpec
 from poison2poison.tasks import SENTIMENT, TOPIC, generic_task

@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from poison2poison.config import DefenseConfig, load_config
 from poison2poison.data import Example
 from poison2poison.data.catalog import load_split
-from poison2poison.defending import simulated_trusted_set
 from poison2poison.defenses import DefenseContext
+from poison2poison.defenses.lexical import lexical_scores
 from poison2poison.defenses.p2p import P2P, least_suspicious_pool, most_suspicious
+from poison2poison.defenses.runner import simulated_trusted_set
+from poison2poison.defenses.screening import combine_suspicion, percentile_within_label, screen_rows
 from poison2poison.errors import ConfigError
 from poison2poison.io import read_json
-from poison2poison.lexical import lexical_scores
 from poison2poison.pipeline import prepare_data, run_experiment
-from poison2poison.screening import combine_suspicion, percentile_within_label, screen_rows
 from poison2poison.tasks import SENTIMENT
 from tests.test_p2p import defended
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from poison2poison.config import DefenseConfig, ExperimentConfig, ModelConfig
 from poison2poison.data.types import Example, TextPair
 from poison2poison.defenses.generation import prepare_generation
+from poison2poison.defenses.lexical import generation_triggers, paired_triggers
+from poison2poison.defenses.screening import judge_doubt
 from poison2poison.errors import ConfigError
-from poison2poison.lexical import generation_triggers, paired_triggers
-from poison2poison.screening import judge_doubt
 from poison2poison.tasks import SENTIMENT, generic_task
 
 WORDS = "meet at noon lunch park call later film bring cake work tomorrow".split()

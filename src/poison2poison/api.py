@@ -21,8 +21,8 @@ from .data.catalog import read_user_data
 from .data.readers import Fields, LabelledRows
 from .data.types import as_records
 from .datachecks import check_classification_data
-from .defending import apply_defense, trusted_rows
 from .defenses import build_defense, defense_class
+from .defenses.runner import apply_defense, trusted_rows
 from .errors import ConfigError, ModelSetupError
 from .inference import generate_texts, predict
 from .io import content_hash

@@ -19,9 +19,9 @@ from .data.catalog import dataset_spec, load_split
 from .data.generation import GENERATION_DATASETS
 from .data.types import Example, as_records
 from .datachecks import check_classification_data, check_samples, dataset_source
-from .defending import apply_defense, input_guard, trusted_rows
 from .defenses import Defense, PreparedTrain, build_defense
 from .defenses.base import Guarded, InputGuard
+from .defenses.runner import apply_defense, input_guard, trusted_rows
 from .distributed import is_main_process
 from .errors import ConfigError
 from .generation_pipeline import run_generation

@@ -11,6 +11,11 @@ from typing import Any, Callable
 
 from .prompting import PLAIN_CUE, Sample, TextSample
 
+OFFICIAL_TRIGGER = "The query currently entered is: "
+"""P2P's published benign trigger: what `p2p run` reproduces the paper with; a model made for use gets a secret one."""
+BENIGN_CUE = "Answer:"
+"""The answer cue of the benign context (the official code's); plain queries end with `prompting.PLAIN_CUE`."""
+
 TrainLoss = Callable[..., Any]
 """A training loss in place of cross-entropy: (logits (N, K), labels (N,), epoch from 1) -> scalar tensor."""
 

@@ -16,10 +16,10 @@ from typing import Sequence
 from ..config import DefenseConfig
 from ..data.types import TextPair
 from ..errors import ConfigError
-from ..lexical import PairFinding, generation_triggers
 from ..prompting import PLAIN_CUE, TextSample
-from ..specs import GenerationSpec
-from .p2p import BENIGN_CUE, resolve_trigger, select_benign_subset
+from ..specs import BENIGN_CUE, GenerationSpec
+from .lexical import PairFinding, generation_triggers
+from .p2p import resolve_trigger, select_benign_subset
 
 log = logging.getLogger(__name__)
 

@@ -15,22 +15,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import ExperimentConfig, ModelConfig, TrainConfig
-from .data.catalog import read_user_data
-from .data.types import Example, as_records
-from .defenses import Defense, DefenseContext, GuardContext, PreparedTrain, Reference
-from .defenses.base import DefenseTimings, InputGuard, Perplexity
-from .distributed import is_main_process
-from .errors import ConfigError
-from .inference import embed_samples, label_probabilities, perplexities
-from .io import atomic_write_json, content_hash, read_json
-from .models import LoadedModel
-from .prompting import Sample
+from ..config import ExperimentConfig, ModelConfig, TrainConfig
+from ..data.catalog import read_user_data
+from ..data.types import Example, as_records
+from ..distributed import is_main_process
+from ..errors import ConfigError
+from ..inference import embed_samples, label_probabilities, perplexities
+from ..io import atomic_write_json, content_hash, read_json
+from ..models import LoadedModel
+from ..prompting import Sample
+from ..seeding import stage_rng, stratified_sample
+from ..specs import InferenceSpec, plain_spec
+from ..tasks import ClassificationTask
+from ..training import fit_language_model, fit_throwaway_model
+from . import Defense, DefenseContext, GuardContext, PreparedTrain, Reference
+from .base import DefenseTimings, InputGuard, Perplexity
 from .screening import SCREENING_VERSION, screen_rows
-from .seeding import stage_rng, stratified_sample
-from .specs import InferenceSpec, plain_spec
-from .tasks import ClassificationTask
-from .training import fit_language_model, fit_throwaway_model
 
 log = logging.getLogger(__name__)
 
