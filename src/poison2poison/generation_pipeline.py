@@ -20,7 +20,7 @@ from .config import ExperimentConfig
 from .data.generation import load_pairs
 from .data.types import TextPair
 from .datachecks import check_generation_data, dataset_source
-from .defenses.generation import prepare_generation
+from .defenses import build_generation_defense
 from .distributed import is_main_process
 from .errors import ConfigError
 from .inference import generate_texts
@@ -166,10 +166,8 @@ def run_generation(config: ExperimentConfig, run_dir: Path, log_file: RunLog, fo
         return done
     log_file.open()
     clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
-    prepared = prepare_generation(
-        pinned_defense(config.defense, run_dir), data.poisoned.train, stage_rng(config.seed, "defense"),
-        clean_rows if config.defense.source == "oracle" else None,
-    )
+    defense = build_generation_defense(pinned_defense(config.defense, run_dir))
+    prepared = defense.prepare(data.poisoned.train, stage_rng(config.seed, "defense"), clean_rows)
     log.info("data: %d train pairs (%d poisoned), %d clean test, %d triggered test",
              len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
     defended = [[s.source, s.target, bool(s.trigger), s.cue] for s in prepared.samples]  # no hash of the trigger
