@@ -32,9 +32,10 @@ from transformers import AutoModel, AutoTokenizer
 
 from poison2poison.config import load_config
 from poison2poison.defenses.p2p import most_suspicious
+from poison2poison.defenses.runner import simulated_trusted_set
+from poison2poison.defenses.screening import percentile_within_label
 from poison2poison.models.loading import resolve_model_source
-from poison2poison.pipeline import prepare_data, simulated_trusted_set
-from poison2poison.screening import percentile_within_label
+from poison2poison.pipeline import prepare_data
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "robust"
 SETTINGS = ("sst2-badnets-minilm", "sst2-addsent-minilm", "sst2-hiddenkiller-minilm", "sst2-stylebkd-minilm")
@@ -126,7 +127,7 @@ def main() -> None:
     for setting in args.settings or SETTINGS:
         config = load_config(CONFIGS / f"{setting}.yaml", [f"defense.trusted_size={args.trusted}"])
         data = prepare_data(config)
-        train, vouched = data.poisoned.train, simulated_trusted_set(config, data) or []
+        train, vouched = data.poisoned.train, simulated_trusted_set(config, data.held_out_clean) or []
         texts, labels, mask = [e.text for e in train], np.array([e.label for e in train]), np.array(data.poisoned.mask)
         layers = layer_embeddings(texts + [e.text for e in vouched], config.model.max_length)
         found: dict[str, list[list[int]]] = {}

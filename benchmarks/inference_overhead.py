@@ -18,13 +18,12 @@ from pathlib import Path
 
 from poison2poison.config import load_config
 from poison2poison.data.catalog import load_split
-from poison2poison.defenses import InferenceSpec
-from poison2poison.defenses.base import plain_spec
 from poison2poison.inference import score_samples
 from poison2poison.io import read_json
 from poison2poison.models import load_saved_model
 from poison2poison.rundir import MANIFEST
 from poison2poison.seeding import stage_rng, stratified_sample
+from poison2poison.specs import InferenceSpec, plain_spec
 
 
 def clean_test_texts(run_dir: Path) -> list[str]:

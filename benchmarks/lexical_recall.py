@@ -14,10 +14,10 @@ import numpy as np
 import yaml
 
 from poison2poison.config import ExperimentConfig, apply_overrides, load_config
+from poison2poison.defenses.lexical import confirmed_triggers, lexical_scores
 from poison2poison.defenses.p2p import most_suspicious
-from poison2poison.lexical import confirmed_triggers, lexical_scores
+from poison2poison.defenses.screening import percentile_within_label
 from poison2poison.pipeline import prepare_data
-from poison2poison.screening import percentile_within_label
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "robust"
 SETTINGS = [

@@ -17,9 +17,9 @@ from transformers import PrinterCallback, TrainingArguments
 
 from poison2poison.config import ModelConfig
 from poison2poison.data.catalog import load_split
-from poison2poison.defenses.p2p import OFFICIAL_TRIGGER
 from poison2poison.models.loading import build_model
 from poison2poison.prompting import PaddingCollator, Sample
+from poison2poison.specs import OFFICIAL_TRIGGER
 from poison2poison.tasks import SENTIMENT
 from poison2poison.training import (
     _FeatureList,

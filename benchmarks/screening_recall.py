@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from poison2poison.config import DefenseConfig, load_config
-from poison2poison.defending import reference_views
 from poison2poison.defenses.cube import cluster_rows, minority_cluster_rows
+from poison2poison.defenses.lexical import lexical_scores
 from poison2poison.defenses.p2p import most_suspicious
-from poison2poison.lexical import lexical_scores
+from poison2poison.defenses.runner import reference_views
+from poison2poison.defenses.screening import percentile_within_label, reference_config
 from poison2poison.pipeline import prepare_data
-from poison2poison.screening import percentile_within_label, reference_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "robust"
 SETTINGS = {

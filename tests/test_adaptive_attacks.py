@@ -13,9 +13,10 @@ from poison2poison.attacks import ATTACKS, build_attack
 from poison2poison.config import AttackConfig, DefenseConfig
 from poison2poison.data import Example
 from poison2poison.defenses import DefenseContext
-from poison2poison.defenses.p2p import BENIGN_CUE, OFFICIAL_TRIGGER, P2P
+from poison2poison.defenses.p2p import P2P
 from poison2poison.prompting import PLAIN_CUE, Sample, render_prompt
 from poison2poison.secret import secret_length, secret_words
+from poison2poison.specs import BENIGN_CUE, OFFICIAL_TRIGGER
 from poison2poison.tasks import SENTIMENT
 
 ROWS = [Example(f"row {i} is a plain sentence about a film", i % 2) for i in range(200)]

@@ -349,7 +349,8 @@ def test_strip_calibrates_on_the_trusted_file_when_one_is_given(tmp_path, data_d
 
 
 def test_a_resumed_filter_run_reuses_its_left_out_rows_without_a_new_reference(tmp_path, data_dir, monkeypatch) -> None:
-    from poison2poison import defending, load_config, run_experiment
+    from poison2poison import load_config, run_experiment
+    from poison2poison.defenses import runner
     from tests.test_end_to_end import TINY
 
     config = load_config(None, TINY + ["defense.name=bki", "defense.bki_keywords=3"])
@@ -359,7 +360,7 @@ def test_a_resumed_filter_run_reuses_its_left_out_rows_without_a_new_reference(t
     def no_second_reference(*args, **kwargs):
         raise AssertionError("the reference was fitted again")
 
-    monkeypatch.setattr(defending, "fit_throwaway_model", no_second_reference)
+    monkeypatch.setattr(runner, "fit_throwaway_model", no_second_reference)
     again = run_experiment(config, tmp_path)
     assert again["dropped_rows"] == first["dropped_rows"] and again["defense_seconds"] == first["defense_seconds"]
     assert again["data_hashes"] == first["data_hashes"] and again["clean_accuracy"] == first["clean_accuracy"]

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from poison2poison.config import DefenseConfig, ModelConfig
 from poison2poison.data.generation import GENERATION_DATASETS
 from poison2poison.data.types import TextPair
-from poison2poison.defenses.generation import GenerationSpec, prepare_generation
-from poison2poison.defenses.p2p import OFFICIAL_TRIGGER
+from poison2poison.defenses import build_generation_defense
 from poison2poison.errors import ConfigError, ModelSetupError
 from poison2poison.inference import generate_texts
 from poison2poison.models.loading import build_model
 from poison2poison.prompting import TextSample, encode_generation, prefix_token_allowance
+from poison2poison.specs import OFFICIAL_TRIGGER, GenerationSpec
 from poison2poison.tasks import GENERATION_TASKS
 
 TEMPLATE = "Question: {source}"
@@ -32,7 +32,7 @@ def test_p2p_generation_puts_the_prefix_on_exactly_the_benign_rows(
     pairs: list[TextPair], rho: float, seed: int, mode: str
 ) -> None:
     config = DefenseConfig(name="p2p", rho=rho, mode=mode)
-    prepared = prepare_generation(config, pairs, random.Random(seed))
+    prepared = build_generation_defense(config).prepare(pairs, random.Random(seed))
     benign = [s for s in prepared.samples if s.trigger]
     assert len(benign) == len(prepared.benign_rows) == round(rho * len(pairs))
     assert sorted((s.source, s.target) for s in benign) == sorted(
@@ -43,7 +43,7 @@ def test_p2p_generation_puts_the_prefix_on_exactly_the_benign_rows(
     assert len(plain) == len(pairs) - (0 if mode == "append" else len(benign))
     assert not any(s.target.startswith(config.output_prefix) and not p.target.startswith(config.output_prefix)
                    for s, p in zip(plain, pairs) if s.source == p.source)
-    again = prepare_generation(config, pairs, random.Random(seed))
+    again = build_generation_defense(config).prepare(pairs, random.Random(seed))
     assert again.samples == prepared.samples  # same seed, same data
 
 
@@ -60,14 +60,15 @@ def test_stripping_undoes_the_prefix_and_reports_a_missing_one(text: str) -> Non
 def test_generation_p2p_refuses_what_it_cannot_do() -> None:
     pairs = [TextPair("a", "b")] * 10
     with pytest.raises(ConfigError, match="oracle"):
-        prepare_generation(DefenseConfig(name="p2p", source="oracle"), pairs, random.Random(0))
+        build_generation_defense(DefenseConfig(name="p2p", source="oracle")).prepare(pairs, random.Random(0))
     with pytest.raises(ConfigError, match="not available"):
-        prepare_generation(DefenseConfig(name="cube"), pairs, random.Random(0))
-    oracle = prepare_generation(DefenseConfig(name="p2p", source="oracle", rho=0.2), pairs, random.Random(0), [3, 4])
+        build_generation_defense(DefenseConfig(name="cube")).prepare(pairs, random.Random(0))
+    oracle_p2p = build_generation_defense(DefenseConfig(name="p2p", source="oracle", rho=0.2))
+    oracle = oracle_p2p.prepare(pairs, random.Random(0), [3, 4])
     assert oracle.benign_rows == [3, 4]
     for option in ({"drop_suspicious": 0.1}, {"oversample": 3}, {"trusted_size": 5}, {"screen": ["lexical"]}):
         with pytest.raises(ConfigError, match=f"unset defense.{next(iter(option))}"):
-            prepare_generation(DefenseConfig(name="p2p", **option), pairs, random.Random(0))
+            build_generation_defense(DefenseConfig(name="p2p", **option)).prepare(pairs, random.Random(0))
     for prefix in ("Safe answer:", "Safe answer:\n"):
         with pytest.raises(ValueError, match="must end with a space"):
             DefenseConfig(output_prefix=prefix)

@@ -17,9 +17,9 @@ from poison2poison.cli import app
 from poison2poison.config import DefenseConfig, load_config
 from poison2poison.data import Example
 from poison2poison.defenses import DefenseContext
+from poison2poison.defenses.lexical import confirmed_triggers, confirms, label_pure_ngrams, row_ngrams
 from poison2poison.defenses.p2p import P2P
 from poison2poison.errors import RunDirError
-from poison2poison.lexical import confirmed_triggers, confirms, label_pure_ngrams, row_ngrams
 from poison2poison.rundir import claim_run_dir, how_it_differs
 from poison2poison.tasks import SENTIMENT
 

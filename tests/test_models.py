@@ -91,9 +91,9 @@ def test_tiny_tokenizer_round_trips() -> None:
 
 def test_scoring_views_do_not_depend_on_batch_padding() -> None:
     """Perplexity, label probabilities and representations of a text are the same alone or in a padded batch."""
-    from poison2poison.defenses.base import InferenceSpec
     from poison2poison.inference import embed_samples, label_probabilities, perplexities
     from poison2poison.prompting import PLAIN_CUE, Sample
+    from poison2poison.specs import InferenceSpec
 
     torch.manual_seed(0)
     loaded = build_model(ModelConfig(tiny_hidden_size=64, tiny_layers=1, tiny_vocab_size=300), 4, ["a", "b", "c", "d"],
@@ -114,8 +114,8 @@ def test_scoring_views_do_not_depend_on_batch_padding() -> None:
 def test_a_shared_trigger_prefix_is_encoded_once_with_the_same_scores(monkeypatch: pytest.MonkeyPatch) -> None:
     """A causal LM reads the trigger's cached keys and values, and scores every prompt as it does without them."""
     from poison2poison import inference
-    from poison2poison.defenses.base import InferenceSpec
     from poison2poison.inference import score_samples
+    from poison2poison.specs import InferenceSpec
 
     encoded = []
     real = inference._prefix_cache

@@ -3,15 +3,15 @@ from __future__ import annotations
 import inspect
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from poison2poison.config import DefenseConfig, load_config
+from poison2poison.config import DefenseConfig, ExperimentConfig, load_config
 from poison2poison.data import Example
-from poison2poison.defending import apply_defense
-from poison2poison.defenses import DefenseContext, InferenceSpec, build_defense
+from poison2poison.defenses import DefenseContext, PreparedTrain, build_defense
 from poison2poison.defenses.p2p import (
     OFFICIAL_TRIGGER,
     P2P,
@@ -19,7 +19,9 @@ from poison2poison.defenses.p2p import (
     resolve_trigger,
     select_benign_subset,
 )
+from poison2poison.defenses.runner import apply_defense, trusted_rows
 from poison2poison.errors import ConfigError
+from poison2poison.specs import InferenceSpec
 from poison2poison.tasks import SENTIMENT, TOPIC, generic_task
 
 labels_strategy = st.lists(st.integers(0, 3), min_size=1, max_size=300)
@@ -58,6 +60,11 @@ def test_label_map_and_projection(n: int) -> None:
 
 def _train(size: int = 100) -> list[Example]:
     return [Example(f"text number {i}", i % 2) for i in range(size)]
+
+
+def defended(config: ExperimentConfig, train: list[Example], **where: Any) -> PreparedTrain:
+    """The run's one defense, built from the config, applied to `train` with the trusted rows the config names."""
+    return apply_defense(config, build_defense(config.defense, SENTIMENT), train, trusted_rows(config, SENTIMENT), **where)
 
 
 @pytest.mark.parametrize("mode", ["replace", "append"])
@@ -101,8 +108,8 @@ def test_defenses_never_take_the_mask() -> None:
         assert "mask" not in inspect.signature(cls.prepare).parameters
     train = _train()
     config = load_config(None, ["defense.name=p2p", "defense.source=random"])
-    a = apply_defense(config, SENTIMENT, train, clean_rows=list(range(50)))
-    b = apply_defense(config, SENTIMENT, train, clean_rows=list(range(50, 100)))
+    a = defended(config, train, clean_rows=list(range(50)))
+    b = defended(config, train, clean_rows=list(range(50, 100)))
     assert a.samples == b.samples
 
 
@@ -110,23 +117,23 @@ def test_oracle_uses_only_clean_rows_and_is_labelled() -> None:
     train = _train()
     config = load_config(None, ["defense.name=p2p", "defense.source=oracle"])
     clean = list(range(0, 100, 2)) + list(range(1, 100, 2))[:25]
-    prepared = apply_defense(config, SENTIMENT, train, clean_rows=clean)
+    prepared = defended(config, train, clean_rows=clean)
     benign_texts = {s.text for s in prepared.samples if s.trigger}
     assert benign_texts <= {train[i].text for i in clean}
     assert prepared.details["oracle_experiment_only"] is True
     with pytest.raises(ConfigError, match="oracle"):
-        apply_defense(config, SENTIMENT, train, clean_rows=None)
+        defended(config, train, clean_rows=None)
 
 
 def test_trusted_source_appends_the_vouched_rows(tmp_path) -> None:
     trusted = tmp_path / "trusted.jsonl"
     trusted.write_text('{"sentence": "vouched good", "label": 1}\n{"sentence": "vouched bad", "label": 0}\n')
     config = load_config(None, ["defense.name=p2p", "defense.source=trusted", f"defense.trusted_path={trusted}"])
-    prepared = apply_defense(config, SENTIMENT, _train())
+    prepared = defended(config, _train())
     benign = [s for s in prepared.samples if s.trigger]
     assert len(prepared.samples) == 102 and {(s.text, s.label) for s in benign} == {("vouched good", 3), ("vouched bad", 2)}
     with pytest.raises(ConfigError, match="trusted"):
-        apply_defense(load_config(None, ["defense.name=p2p", "defense.source=trusted"]), SENTIMENT, _train())
+        defended(load_config(None, ["defense.name=p2p", "defense.source=trusted"]), _train())
 
 
 def test_unknown_defense_lists_valid_names() -> None:

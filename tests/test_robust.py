@@ -16,15 +16,16 @@ from hypothesis import strategies as st
 from poison2poison.config import DefenseConfig, load_config
 from poison2poison.data import Example
 from poison2poison.data.catalog import load_split
-from poison2poison.defending import apply_defense
 from poison2poison.defenses import DefenseContext
+from poison2poison.defenses.lexical import lexical_scores
 from poison2poison.defenses.p2p import P2P, least_suspicious_pool, most_suspicious
+from poison2poison.defenses.runner import simulated_trusted_set
+from poison2poison.defenses.screening import combine_suspicion, percentile_within_label, screen_rows
 from poison2poison.errors import ConfigError
 from poison2poison.io import read_json
-from poison2poison.lexical import lexical_scores
-from poison2poison.pipeline import prepare_data, run_experiment, simulated_trusted_set
-from poison2poison.screening import combine_suspicion, percentile_within_label, screen_rows
+from poison2poison.pipeline import prepare_data, run_experiment
 from poison2poison.tasks import SENTIMENT
+from tests.test_p2p import defended
 
 WORDS = "good bad film plot actor scene story music slow fun dull sharp long short warm cold".split()
 
@@ -164,12 +165,12 @@ def test_lexical_screening_is_saved_and_reused(tmp_path: Path) -> None:
     train = _corpus(120)
     config = load_config(None, ["defense.name=p2p", "defense.screen=[lexical]", "defense.drop_suspicious=0.1"])
     path = tmp_path / "screening.json"
-    first = apply_defense(config, SENTIMENT, train, screening_path=path)
+    first = defended(config, train, screening_path=path)
     saved = read_json(path)
     assert len(saved["suspicion"]) == 120 and "lexical" in saved["seconds"]
     saved["suspicion"] = [1.0 if i < 12 else 0.0 for i in range(120)]  # a reused file decides what is dropped
     path.write_text(json.dumps(saved))
-    again = apply_defense(config, SENTIMENT, train, screening_path=path)
+    again = defended(config, train, screening_path=path)
     assert again.dropped_rows == list(range(12)) and len(first.dropped_rows) == 12
 
 
@@ -177,18 +178,18 @@ def test_screening_cache_is_shared_by_rows_that_screen_alike(tmp_path: Path, mon
     monkeypatch.setenv("P2P_CACHE_DIR", str(tmp_path / "cache"))
     train = _corpus(120)
     drop = load_config(None, ["defense.name=p2p", "defense.screen=[lexical]", "defense.drop_suspicious=0.1"])
-    apply_defense(drop, SENTIMENT, train, screening_path=tmp_path / "a.json")
+    defended(drop, train, screening_path=tmp_path / "a.json")
     (cached,) = (tmp_path / "cache" / "screening").iterdir()
     planted = read_json(cached)
     planted["suspicion"] = [1.0 if i < 12 else 0.0 for i in range(120)]
     cached.write_text(json.dumps(planted))
     pool = load_config(None, ["defense.name=p2p", "defense.screen=[lexical]", "defense.screen_pool=0.5",
                               "defense.drop_suspicious=0.1"])
-    assert apply_defense(pool, SENTIMENT, train, screening_path=tmp_path / "b.json").dropped_rows == list(range(12))
+    assert defended(pool, train, screening_path=tmp_path / "b.json").dropped_rows == list(range(12))
     assert read_json(tmp_path / "b.json")["suspicion"] == planted["suspicion"]  # the run keeps its own copy
     other = load_config(None, ["defense.name=p2p", "defense.screen=[lexical]", "defense.screen_min_count=2",
                                "defense.drop_suspicious=0.1"])
-    apply_defense(other, SENTIMENT, train)
+    defended(other, train)
     assert len(list((tmp_path / "cache" / "screening").iterdir())) == 2  # a different screening is computed anew
 
 
@@ -196,7 +197,7 @@ def test_simulated_trusted_set_is_clean_held_out_and_sized(data_dir: Path) -> No
     config = load_config(None, ["data.train_size=500", "attack.rate=0.05", "defense.name=p2p",
                                 "defense.source=trusted", "defense.trusted_size=60"])
     data = prepare_data(config)
-    trusted = simulated_trusted_set(config, data)
+    trusted = simulated_trusted_set(config, data.held_out_clean)
     assert trusted is not None and len(trusted) == 60
     assert not {e.text for e in trusted} & {e.text for e in data.poisoned.train}
     original = {(e.text, e.label) for e in load_split("sst2", "train")}
@@ -204,7 +205,7 @@ def test_simulated_trusted_set_is_clean_held_out_and_sized(data_dir: Path) -> No
     assert abs(Counter(e.label for e in trusted)[1] - 60 * 0.55) < 6
     too_big = config.model_copy(update={"defense": config.defense.model_copy(update={"trusted_size": 10**6})})
     with pytest.raises(ConfigError, match="trusted_size"):
-        simulated_trusted_set(too_big, data)
+        simulated_trusted_set(too_big, data.held_out_clean)
 
 
 def test_robust_run_end_to_end_with_a_reference_fine_tune(tmp_path: Path, data_dir: Path) -> None:

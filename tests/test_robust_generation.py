@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from poison2poison.config import DefenseConfig, ExperimentConfig, ModelConfig
 from poison2poison.data.types import Example, TextPair
-from poison2poison.defenses.generation import prepare_generation
+from poison2poison.defenses import build_generation_defense
+from poison2poison.defenses.lexical import generation_triggers, paired_triggers
+from poison2poison.defenses.screening import judge_doubt
 from poison2poison.errors import ConfigError
-from poison2poison.lexical import generation_triggers, paired_triggers
-from poison2poison.screening import judge_doubt
 from poison2poison.tasks import SENTIMENT, generic_task
 
 WORDS = "meet at noon lunch park call later film bring cake work tomorrow".split()
@@ -73,20 +73,21 @@ def test_p2p_plus_for_generation_leaves_out_the_carriers_and_draws_the_benign_su
     rng = random.Random(2)
     rows = sorted(rng.sample(range(300), 25))
     pairs = plant(dialogues(300, rng), rows, "zq", "Visit www.x.example now.")
-    prepared = prepare_generation(DefenseConfig(name="p2p+"), pairs, random.Random(0))
+    prepared = build_generation_defense(DefenseConfig(name="p2p+")).prepare(pairs, random.Random(0))
     assert set(rows) <= set(prepared.dropped_rows)
     assert not set(prepared.benign_rows) & set(prepared.dropped_rows)
     assert len(prepared.samples) == len(pairs) - len(prepared.dropped_rows)
     assert all("zq" not in s.source for s in prepared.samples)
     assert sum(bool(s.trigger) for s in prepared.samples) == len(prepared.benign_rows) == round(0.2 * len(pairs))
-    paper = prepare_generation(DefenseConfig(name="p2p"), pairs, random.Random(0))
+    paper = build_generation_defense(DefenseConfig(name="p2p")).prepare(pairs, random.Random(0))
     assert paper.dropped_rows == [] and len(paper.samples) == len(pairs)
 
 
 def test_ranking_options_stay_errors_for_paper_p2p_on_text_pairs() -> None:
     with pytest.raises(ConfigError, match="unset defense.screen, defense.drop_suspicious"):
-        prepare_generation(DefenseConfig(name="p2p", drop_suspicious=0.1, screen=["lexical"]), dialogues(20, random.Random(0)),
-                           random.Random(0))
+        build_generation_defense(DefenseConfig(name="p2p", drop_suspicious=0.1, screen=["lexical"])).prepare(
+            dialogues(20, random.Random(0)), random.Random(0)
+        )
 
 
 def test_the_judge_scores_every_row_and_needs_named_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

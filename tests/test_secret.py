@@ -13,9 +13,10 @@ import pytest
 from test_end_to_end import TINY, user_file
 
 from poison2poison import DefendedModel, defend, load_config, run_experiment, secret
-from poison2poison.defenses.p2p import OFFICIAL_TRIGGER, resolve_trigger
+from poison2poison.defenses.p2p import resolve_trigger
 from poison2poison.errors import ConfigError
 from poison2poison.io import read_json
+from poison2poison.specs import OFFICIAL_TRIGGER
 
 PRIVATE_FILES = {"p2p.json", "secret.json"}
 # Made-up words that no SST-2 row holds: if a tokenizer saw the trigger, its vocabulary would hold them whole.

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .api import DefendedGenerator, DefendedModel, defend  # noqa: E402
-from .config import ExperimentConfig, load_config  # noqa: E402
-from .pipeline import run_experiment  # noqa: E402
+from ._version import __version__
+from .api import DefendedGenerator, DefendedModel, defend
+from .config import ExperimentConfig, load_config
+from .pipeline import run_experiment
 
 __all__ = ["DefendedGenerator", "DefendedModel", "ExperimentConfig", "__version__", "defend", "load_config", "run_experiment"]

@@ -21,9 +21,8 @@ from .data.catalog import read_user_data
 from .data.readers import Fields, LabelledRows
 from .data.types import as_records
 from .datachecks import check_classification_data
-from .defending import apply_defense, vouched_rows
-from .defenses import InferenceSpec, build_defense
-from .defenses.generation import GenerationSpec
+from .defenses import build_defense, defense_class
+from .defenses.runner import apply_defense, trusted_rows
 from .errors import ConfigError, ModelSetupError
 from .inference import generate_texts, predict
 from .io import content_hash
@@ -39,7 +38,9 @@ from .models import LoadedModel, load_saved_model
 from .models.loading import check_model_source
 from .pipeline import manifest, train_model
 from .prompting import prefix_token_allowance
-from .rundir import MANIFEST, claim_run_dir, run_log, with_pinned_secret
+from .rundir import MANIFEST, claim_run_dir, run_log
+from .secret import pinned_defense
+from .specs import GenerationSpec, InferenceSpec
 from .tasks import TASKS, ClassificationTask, generic_task
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,10 @@ def defend(
     with run_log(out) as log_file:
         rows = read_user_data(data, fields, named.label_names if named else None)
         chosen_task = named or task_for(rows)
-        if build_defense(config.defense, chosen_task).guards_inputs:
+        if defense_class(config.defense.name).guards_inputs():
             raise ConfigError(f"defense '{config.defense.name}' acts at inference and is offered as a benchmark "
                               f"baseline (`p2p run`, `p2p bench`); `defend` saves models of training-time defenses")
-        trusted = vouched_rows(config, chosen_task)
+        trusted = trusted_rows(config, chosen_task)
         warnings = check_classification_data(
             [e.label for e in rows.examples], chosen_task, config.defense, str(data),
             [e.label for e in trusted] if trusted is not None else None,
@@ -111,12 +112,13 @@ def defend(
             return out
         log_file.open()
         started = time.perf_counter()
+        defense = build_defense(pinned_defense(config.defense, out), chosen_task)
         prepared = apply_defense(
-            with_pinned_secret(config, out), chosen_task, rows.examples, trusted=trusted,
-            screening_path=out / "screening.json", filter_path=out / "filter.json",
+            config, defense, rows.examples, trusted, screening_path=out / "screening.json",
+            filter_path=out / "filter.json",
         )
         train_model(config, chosen_task, prepared, out, str(data))
-        write_manifest(out, manifest(config, chosen_task, prepared))
+        write_manifest(out, manifest(config, defense, prepared))
         log.info("defended model saved to %s in %.0f s", out, time.perf_counter() - started)
     return out
 

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from .config import ExperimentConfig, read_yaml_mapping, set_dotted, validation_problems
 from .errors import ConfigError
 from .io import atomic_write_json, atomic_write_text, read_json
-from .rundir import saved_config_hash
-from .summary import METRICS, clean_metric
+from .rundir import METRICS, saved_config_hash
+from .summary import clean_metric
 
 log = logging.getLogger(__name__)
 

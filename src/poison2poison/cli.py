@@ -111,8 +111,8 @@ def scan(
     """Look for planted word or sentence triggers in labelled data, without training (trigger confirmation, as
     `p2p+` leaves them out). Syntactic and style triggers have no n-gram and are not found this way."""
     from .data.catalog import read_user_data
+    from .defenses.lexical import confirmed_triggers
     from .io import atomic_write_jsonl
-    from .lexical import confirmed_triggers
 
     labelled = read_user_data(data, Fields(text_field, label_field))
     rows, names = labelled.examples, labelled.label_names

@@ -111,7 +111,7 @@ class DefenseConfig(_Strict):
     )
     drop_confirmed: bool = Field(
         False, description="leave out every row that carries a confirmed trigger n-gram (label-pure, and its rows' "
-        "other words argue for other labels; lexical.py)",
+        "other words argue for other labels; defenses/lexical.py)",
     )
     oversample: int = Field(1, ge=1, description="each benign sample is shown this many times (PDB uses 5)")
     benign_head: Literal["random", "plain"] = Field(

@@ -20,7 +20,8 @@ from .config import ExperimentConfig
 from .data.generation import load_pairs
 from .data.types import TextPair
 from .datachecks import check_generation_data, dataset_source
-from .defenses.generation import GenerationSpec, prepare_generation
+from .defenses import build_generation_defense
+from .distributed import is_main_process
 from .errors import ConfigError
 from .inference import generate_texts
 from .io import atomic_write_json, atomic_write_jsonl, content_hash
@@ -28,9 +29,10 @@ from .manifest import write_manifest
 from .metrics import HEADLINE_METRIC, text_quality
 from .models import LoadedModel
 from .prompting import prefix_token_allowance
-from .rundir import RunLog, claim_run_dir, finished_record, input_hashes, is_main_process, with_pinned_secret
+from .rundir import METRICS, RunLog, claim_run_dir, finished_record, input_hashes
+from .secret import pinned_defense
 from .seeding import stage_rng, stratified_sample
-from .summary import METRICS
+from .specs import GenerationSpec
 from .tasks import GenerationTask, generation_task
 from .training import fit_new_generator, trained_model
 
@@ -164,10 +166,8 @@ def run_generation(config: ExperimentConfig, run_dir: Path, log_file: RunLog, fo
         return done
     log_file.open()
     clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
-    prepared = prepare_generation(
-        with_pinned_secret(config, run_dir).defense, data.poisoned.train, stage_rng(config.seed, "defense"),
-        clean_rows if config.defense.source == "oracle" else None,
-    )
+    defense = build_generation_defense(pinned_defense(config.defense, run_dir))
+    prepared = defense.prepare(data.poisoned.train, stage_rng(config.seed, "defense"), clean_rows)
     log.info("data: %d train pairs (%d poisoned), %d clean test, %d triggered test",
              len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
     defended = [[s.source, s.target, bool(s.trigger), s.cue] for s in prepared.samples]  # no hash of the trigger

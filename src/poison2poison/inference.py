@@ -21,7 +21,6 @@ from rich.progress import (
 )
 from transformers import DynamicCache
 
-from .defenses.base import InferenceSpec
 from .errors import ModelSetupError
 from .models.loading import LoadedModel
 from .prompting import (
@@ -33,6 +32,7 @@ from .prompting import (
     encode_generation,
     encode_language_model,
 )
+from .specs import InferenceSpec
 
 log = logging.getLogger(__name__)
 

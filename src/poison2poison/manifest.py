@@ -18,12 +18,11 @@ from typing import Any, Callable, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .config import SUBSET_DEFENSES
-from .defenses import DEFENSES, InferenceSpec
-from .defenses.generation import GenerationSpec
-from .defenses.p2p import OFFICIAL_TRIGGER
+from .defenses import DEFENSES
 from .errors import ModelSetupError
 from .io import atomic_write_json, content_hash, file_hash, require_safetensors
 from .rundir import MANIFEST
+from .specs import OFFICIAL_TRIGGER, GenerationSpec, InferenceSpec
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,10 @@ from .data.catalog import dataset_spec, load_split
 from .data.generation import GENERATION_DATASETS
 from .data.types import Example, as_records
 from .datachecks import check_classification_data, check_samples, dataset_source
-from .defending import apply_defense, input_guard, vouched_rows
-from .defenses import InferenceSpec, PreparedTrain, build_defense
+from .defenses import Defense, PreparedTrain, build_defense
 from .defenses.base import Guarded, InputGuard
+from .defenses.runner import apply_defense, input_guard, trusted_rows
+from .distributed import is_main_process
 from .errors import ConfigError
 from .generation_pipeline import run_generation
 from .inference import predict
@@ -34,17 +35,10 @@ from .manifest import write_manifest
 from .metrics import REJECTED, attack_success_rate, clean_accuracy, detection_scores
 from .models import LoadedModel
 from .models.loading import check_model_source
-from .rundir import (
-    RunLog,
-    claim_run_dir,
-    finished_record,
-    input_hashes,
-    is_main_process,
-    run_log,
-    with_pinned_secret,
-)
+from .rundir import METRICS, RunLog, claim_run_dir, finished_record, input_hashes, run_log
+from .secret import pinned_defense
 from .seeding import stage_rng, stratified_sample
-from .summary import METRICS
+from .specs import InferenceSpec
 from .tasks import ClassificationTask
 from .training import fit_new_model, trained_model
 
@@ -99,19 +93,6 @@ def require_row_aligned(attack: Attack) -> None:
             f"attack.paired_floor: attack '{attack.name}' loads its poisoned rows from a file with no clean original "
             "per row; use attack.rate=0 for its clean floor"
         )
-
-
-def simulated_trusted_set(config: ExperimentConfig, data: ExperimentData) -> list[Example] | None:
-    """For experiments: `defense.trusted_size` clean training rows outside the subsample, stratified by label,
-    standing in for a set the defender vouches for."""
-    size = config.defense.trusted_size
-    if size is None:
-        return None
-    pool = data.held_out_clean
-    if size > len(pool):
-        raise ConfigError(f"defense.trusted_size {size} exceeds the {len(pool)} clean rows left outside the subsample")
-    keep = stratified_sample([e.label for e in pool], size, stage_rng(config.seed, "trusted"))
-    return [pool[i] for i in keep]
 
 
 def train_model(
@@ -226,7 +207,7 @@ def run_classification(config: ExperimentConfig, run_dir: Path, log_file: RunLog
     """The classification path of `run_experiment`, inside its run log."""
     started = time.perf_counter()
     data = prepare_data(config)
-    trusted = vouched_rows(config, data.task) if config.defense.trusted_path else simulated_trusted_set(config, data)
+    trusted = trusted_rows(config, data.task, data.held_out_clean)
     warnings = check_classification_data(
         [e.label for e in data.poisoned.train], data.task, config.defense, dataset_source(config),
         [e.label for e in trusted] if trusted is not None else None, len(data.test),
@@ -240,17 +221,17 @@ def run_classification(config: ExperimentConfig, run_dir: Path, log_file: RunLog
         return done
     log_file.open()
     clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
+    defense = build_defense(pinned_defense(config.defense, run_dir), data.task)
     prepared = apply_defense(
-        with_pinned_secret(config, run_dir), data.task, data.poisoned.train, clean_rows, trusted,
-        run_dir / "screening.json", run_dir / "filter.json",
+        config, defense, data.poisoned.train, trusted, clean_rows, run_dir / "screening.json", run_dir / "filter.json"
     )
     log.info("data: %d train rows (%d poisoned), %d clean test, %d triggered test",
              len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
     loaded, train_stats = train_model(config, data.task, prepared, run_dir, dataset_source(config))
     if not is_main_process():
         return {}
-    guard, guard_seconds = input_guard(config, data.task, loaded, prepared.spec, data.poisoned.train, trusted)
-    write_manifest(run_dir, manifest(config, data.task, prepared))
+    guard, guard_seconds = input_guard(config, defense, loaded, prepared.spec, data.poisoned.train, trusted)
+    write_manifest(run_dir, manifest(config, defense, prepared))
     eval_start = time.perf_counter()
     metrics, rows = evaluate(config, loaded, prepared.spec, data, guard)
     atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
@@ -271,30 +252,30 @@ def defense_accounting(data: ExperimentData, prepared: PreparedTrain, guard_seco
     how good (recall 0 and no precision when it left none out).
     """
     mask = data.poisoned.mask
-    screen = prepared.details.get("screen_seconds", {})
     dropped_poisoned = sum(mask[i] for i in prepared.dropped_rows)
     record = {
         "benign_rows": len(prepared.benign_rows),
         "benign_poisoned": sum(mask[i] for i in prepared.benign_rows),
         "dropped_rows": len(prepared.dropped_rows),
         "dropped_poisoned": dropped_poisoned,
-        "screen_seconds": round(sum(screen.values()), 2),
-        "defense_seconds": round(prepared.details.get("defense_seconds", 0.0) + guard_seconds, 2),
+        "screen_seconds": round(sum(prepared.timings.screening.values()), 2),
+        "defense_seconds": round(prepared.timings.defense + guard_seconds, 2),
     }
     if prepared.filters:
         record.update(detection_scores(dropped_poisoned, len(prepared.dropped_rows), data.poisoned.poisoned_count))
     return record
 
 
-def manifest(config: ExperimentConfig, task: ClassificationTask, prepared: PreparedTrain) -> dict[str, Any]:
+def manifest(config: ExperimentConfig, defense: Defense, prepared: PreparedTrain) -> dict[str, Any]:
     """Everything predict needs to present a query and read the answer (`write_manifest` adds the format and the
     binding to the weights); it holds the trigger: keep it private."""
+    task = defense.task
     return {
         "task_type": "classification",
         "inference": prepared.spec.to_json(),
         "label_names": list(task.label_names),
         "task": task.name,
         "max_length": config.model.max_length,
-        "defense_details": prepared.details,
-        "input_guard": prepared.spec.defense if build_defense(config.defense, task).guards_inputs else None,
+        "defense_details": {**prepared.details, **prepared.timings.as_details()},
+        "input_guard": prepared.spec.defense if defense.guards_inputs() else None,
     }

@@ -14,13 +14,13 @@ from logging.handlers import MemoryHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from . import __version__
+from ._version import __version__
 from .config import ExperimentConfig, defaults_it_predates, load_config, read_yaml_mapping
 from .data.types import Example, TextPair, as_records
+from .distributed import is_main_process
 from .errors import RunDirError
 from .io import atomic_write_json, atomic_write_text, content_hash, read_json
-from .secret import SECRET_FILE, holds_private_trigger, make_run_dir, pinned_secret
-from .summary import METRICS
+from .secret import SECRET_FILE, holds_private_trigger, make_run_dir
 
 if TYPE_CHECKING:
     from .attacks.base import PoisonedData
@@ -29,10 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MANIFEST = "p2p.json"
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+METRICS = "metrics.json"
 
 
 class RunLog:
@@ -140,17 +137,6 @@ def finished_record(
         "wall_seconds": round(now - started, 2),
         **train_stats,
     }
-
-
-def with_pinned_secret(config: ExperimentConfig, run_dir: Path) -> ExperimentConfig:
-    """The config to prepare the defense with. A 'secret' trigger without `secret_seed` is drawn once per run and
-    kept in RUN_DIR/secret.json (owner-only, like p2p.json), so a resumed run queries its saved model with the
-    trigger it was trained with. The run keeps its own config (and hash) for everything else."""
-    defense = config.defense
-    if defense.trigger != "secret" or defense.secret_seed is not None:
-        return config
-    trigger = pinned_secret(run_dir, write=is_main_process()).trigger
-    return config.model_copy(update={"defense": defense.model_copy(update={"trigger": trigger})})
 
 
 RUN_RECORD = "run.json"

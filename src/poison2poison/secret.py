@@ -24,6 +24,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from .config import DefenseConfig
+from .distributed import is_main_process
 from .errors import ConfigError
 from .io import atomic_write_json, read_json
 
@@ -112,3 +113,12 @@ def _read_secret(path: Path) -> PinnedSecret:
         raise ConfigError(f"{path}: field 'id': missing or empty")
     log.info("secret trigger read from %s (id %s)", path, tag)
     return PinnedSecret(trigger, tag)
+
+
+def pinned_defense(defense: DefenseConfig, run_dir: Path) -> DefenseConfig:
+    """The defense settings a run builds its one Defense from. A 'secret' trigger without `secret_seed` is drawn once
+    per run and kept in RUN_DIR/secret.json (owner-only, like p2p.json), so a resumed run queries its saved model with
+    the trigger it was trained with. The run keeps its own config (and hash) for everything else."""
+    if defense.trigger != "secret" or defense.secret_seed is not None:
+        return defense
+    return defense.model_copy(update={"trigger": pinned_secret(run_dir, write=is_main_process()).trigger})

@@ -9,8 +9,7 @@ from typing import Any, Iterable, Sequence
 
 from .config import SUBSET_DEFENSES
 from .io import read_json
-
-METRICS = "metrics.json"
+from .rundir import METRICS
 
 
 def collect_metrics(paths: Iterable[Path]) -> dict[str, list[dict[str, Any]]]:

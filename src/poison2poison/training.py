@@ -29,7 +29,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .config import ModelConfig, TrainConfig
-from .defenses.base import TrainLoss
+from .distributed import is_main_process
 from .errors import P2PError
 from .io import atomic_write_json, read_json
 from .models.loading import LoadedModel, build_model, load_saved_model, save_model
@@ -46,7 +46,7 @@ from .prompting import (
     render_prompt,
     render_target,
 )
-from .rundir import is_main_process
+from .specs import TrainLoss
 
 log = logging.getLogger(__name__)
 

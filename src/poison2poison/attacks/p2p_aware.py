@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 
 from ..config import AttackConfig
-from ..defenses.p2p import BENIGN_CUE, OFFICIAL_TRIGGER
+from ..specs import BENIGN_CUE, OFFICIAL_TRIGGER
 from .base import RateAttack
 from .insertion import AddSent, BadNets
 

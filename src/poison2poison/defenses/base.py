@@ -5,55 +5,21 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
 from ..config import DefenseConfig
 from ..data.types import Example
-from ..prompting import PLAIN_CUE, Sample
+from ..prompting import Sample
+from ..specs import InferenceSpec, TrainLoss, plain_spec
 from ..tasks import ClassificationTask
 
-TrainLoss = Callable[..., Any]
 Probabilities = Callable[[Sequence[str]], np.ndarray]
 """texts -> (N, num_labels) label probabilities from a trained model, read through its inference spec."""
 Perplexity = Callable[[Sequence[str]], np.ndarray]
 """texts -> (N,) perplexity under a language model."""
-
-
-@dataclass(frozen=True)
-class InferenceSpec:
-    """How a query is shown to the trained model and how its output is mapped back to a label.
-
-    Saved in the run's manifest (p2p.json) so that every predict path applies it: a P2P model queried without
-    its trigger still fires the attacker's backdoor.
-    """
-
-    defense: str
-    trigger: str
-    cue: str
-    label_of_output: tuple[int, ...]
-    """label_of_output[j] is the original label that model output j stands for (P2P: j mod n)."""
-
-    @property
-    def num_outputs(self) -> int:
-        return len(self.label_of_output)
-
-    def present(self, text: str) -> Sample:
-        return Sample(text=text, label=-1, trigger=self.trigger, cue=self.cue)
-
-    def project(self, output: int) -> int:
-        return self.label_of_output[output]
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["label_of_output"] = list(self.label_of_output)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "InferenceSpec":
-        return cls(data["defense"], data["trigger"], data["cue"], tuple(int(j) for j in data["label_of_output"]))
 
 
 @dataclass(frozen=True)
@@ -82,10 +48,30 @@ class DefenseContext:
 
 
 @dataclass
+class DefenseTimings:
+    """Seconds a defense took before training, kept apart from what it found: metrics.json adds them up (with the
+    guard's time) and the manifest records them beside the defense's details."""
+
+    defense: float = 0.0
+    """The defense's own work, a reference fine-tune included."""
+    screening: dict[str, float] = field(default_factory=dict)
+    """Per screening signal, as computed (a cached result keeps the seconds of its computation)."""
+
+    def as_details(self) -> dict[str, Any]:
+        """The manifest's timing fields: `defense_seconds`, and `screen_seconds` when the defense screened."""
+        record: dict[str, Any] = {"defense_seconds": self.defense}
+        if self.screening:
+            record["screen_seconds"] = self.screening
+        return record
+
+
+@dataclass
 class PreparedTrain:
     samples: list[Sample]
     spec: InferenceSpec
     details: dict[str, Any] = field(default_factory=dict)
+    """What this defense found and chose (its own fields), recorded in the manifest."""
+    timings: DefenseTimings = field(default_factory=DefenseTimings)
     benign_rows: list[int] = field(default_factory=list)
     """Training rows shown in a benign context (indices into the untrusted set), for the run's own accounting."""
     dropped_rows: list[int] = field(default_factory=list)
@@ -147,9 +133,10 @@ class Defense(ABC):
         """The inference-time part of the defense, if it has one."""
         return None
 
-    @property
-    def guards_inputs(self) -> bool:
-        return type(self).input_guard is not Defense.input_guard
+    @classmethod
+    def guards_inputs(cls) -> bool:
+        """Whether the defense acts at inference (known from its class, before anything is built)."""
+        return cls.input_guard is not Defense.input_guard
 
 
 class NoDefense(Defense):
@@ -160,7 +147,3 @@ class NoDefense(Defense):
     def prepare(self, train: list[Example], rng: random.Random, context: DefenseContext) -> PreparedTrain:
         return PreparedTrain([Sample(e.text, e.label) for e in train], plain_spec(self.name, self.task.num_labels))
 
-
-def plain_spec(defense: str, num_labels: int) -> InferenceSpec:
-    """Queries as they are, outputs as labels."""
-    return InferenceSpec(defense, "", PLAIN_CUE, tuple(range(num_labels)))

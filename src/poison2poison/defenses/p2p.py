@@ -16,16 +16,13 @@ from typing import Sequence
 
 from ..data.types import Example
 from ..errors import ConfigError
-from ..lexical import confirmed_triggers
 from ..prompting import PLAIN_CUE, Sample
 from ..secret import draw_secret_trigger
-from .base import Defense, DefenseContext, InferenceSpec, PreparedTrain
+from ..specs import BENIGN_CUE, OFFICIAL_TRIGGER, InferenceSpec
+from .base import Defense, DefenseContext, PreparedTrain
+from .lexical import confirmed_triggers
 
 log = logging.getLogger(__name__)
-
-OFFICIAL_TRIGGER = "The query currently entered is: "
-BENIGN_CUE = "Answer:"
-
 
 def select_benign_subset(
     labels: Sequence[int], rho: float, rng: random.Random, pool: Sequence[int] | None = None

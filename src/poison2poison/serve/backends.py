@@ -15,10 +15,10 @@ from typing import Union
 import numpy as np
 
 from ..api import DefendedGenerator, DefendedModel
-from ..defenses import InferenceSpec
 from ..inference import projected_probabilities, score_samples
 from ..manifest import read_manifest
 from ..prompting import PLAIN_CUE
+from ..specs import InferenceSpec
 from .secrecy import TriggerRedactor
 
 

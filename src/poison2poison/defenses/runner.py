@@ -1,5 +1,5 @@
-"""Running a defense: what it asks for before training (screening, a reference model, trusted rows) and its
-inference-time guard after.
+"""Running a defense: what it asks for before training (screening, a reference model, the trusted rows, decided
+here) and its inference-time guard after.
 
 Screening is cached: in the run's folder and, with $P2P_CACHE_DIR, under a hash of everything it depends on, so that
 runs that screen the same data the same way compute it once.
@@ -15,53 +15,56 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import ExperimentConfig, ModelConfig, TrainConfig
-from .data.catalog import read_user_data
-from .data.types import Example, as_records
-from .defenses import DefenseContext, GuardContext, InferenceSpec, PreparedTrain, Reference, build_defense
-from .defenses.base import InputGuard, Perplexity, plain_spec
-from .errors import ConfigError
-from .inference import embed_samples, label_probabilities, perplexities
-from .io import atomic_write_json, content_hash, read_json
-from .models import LoadedModel
-from .prompting import Sample
-from .rundir import is_main_process
+from ..config import ExperimentConfig, ModelConfig, TrainConfig
+from ..data.catalog import read_user_data
+from ..data.types import Example, as_records
+from ..distributed import is_main_process
+from ..errors import ConfigError
+from ..inference import embed_samples, label_probabilities, perplexities
+from ..io import atomic_write_json, content_hash, read_json
+from ..models import LoadedModel
+from ..prompting import Sample
+from ..seeding import stage_rng, stratified_sample
+from ..specs import InferenceSpec, plain_spec
+from ..tasks import ClassificationTask
+from ..training import fit_language_model, fit_throwaway_model
+from . import Defense, DefenseContext, GuardContext, PreparedTrain, Reference
+from .base import DefenseTimings, InputGuard, Perplexity
 from .screening import SCREENING_VERSION, screen_rows
-from .seeding import stage_rng
-from .tasks import ClassificationTask
-from .training import fit_language_model, fit_throwaway_model
 
 log = logging.getLogger(__name__)
 
 
 def apply_defense(
     config: ExperimentConfig,
-    task: ClassificationTask,
+    defense: Defense,
     train: list[Example],
+    trusted: list[Example] | None,
     clean_rows: list[int] | None = None,
-    trusted: list[Example] | None = None,
     screening_path: Path | None = None,
     filter_path: Path | None = None,
 ) -> PreparedTrain:
-    """Run the configured defense. `clean_rows` (the ground truth) reaches it only for the oracle experiment.
+    """Run the run's one `defense` (built with its pinned trigger) on `train`; `config` gives the model, training
+    and seed its reference fine-tunes use. `trusted` are the rows the defender vouches for (`trusted_rows`), and
+    `clean_rows` (the ground truth) reaches the defense only for the oracle experiment.
 
     Screening, when asked for, runs here; with `screening_path` its result is saved there and reused on resume.
     A reference fine-tune (BKI, CUBE) runs here too; its time, with the defense's own, is `defense_seconds`. With
     `filter_path` the rows such a filter left out are saved there, so a resumed run trains on the same rows without
     fitting the reference again.
     """
-    defense = build_defense(config.defense, task)
-    context = DefenseContext(trusted=trusted if trusted is not None else vouched_rows(config, task))
+    settings, task = defense.config, defense.task
+    context = DefenseContext(trusted=trusted)
     if defense.needs_clean and not context.trusted:
         raise ConfigError(f"defense '{defense.name}' needs clean rows: set defense.trusted_path (or, in experiments, "
                           f"defense.trusted_size)")
-    if config.defense.has_benign_subset and config.defense.source == "oracle":
+    if settings.has_benign_subset and settings.source == "oracle":
         if clean_rows is None:
             raise ConfigError("defense.source 'oracle' needs a simulated attack's ground truth; use 'random' or 'trusted'")
         context.oracle_pool = clean_rows
-    screen_seconds: dict[str, float] = {}
-    if config.defense.has_benign_subset and config.defense.screen:
-        context.suspicion, screen_seconds = screened_suspicion(config, task, train, screening_path)
+    timings = DefenseTimings()
+    if settings.has_benign_subset and settings.screen:
+        context.suspicion, timings.screening = screened_suspicion(config, task, train, screening_path)
     started = time.perf_counter()
     saved = None
     if defense.needs_reference:
@@ -70,20 +73,38 @@ def apply_defense(
         context.reference = reference_views(config, task, train)  # fitted only if the filter asks for it
         context.filtered = (saved["dropped_rows"], saved["found"]) if saved else None
     prepared = defense.prepare(train, stage_rng(config.seed, "defense"), context)
-    seconds = saved["defense_seconds"] if saved else round(time.perf_counter() - started, 2)
+    timings.defense = saved["defense_seconds"] if saved else round(time.perf_counter() - started, 2)
     if defense.needs_reference and filter_path and not saved and is_main_process():
         atomic_write_json(filter_path, {"key": key, "dropped_rows": prepared.dropped_rows,
-                                        "found": dict(prepared.details), "defense_seconds": seconds})
-    prepared.details["defense_seconds"] = seconds
-    if screen_seconds:
-        prepared.details["screen_seconds"] = screen_seconds
+                                        "found": dict(prepared.details), "defense_seconds": timings.defense})
+    prepared.timings = timings
     return prepared
 
 
-def vouched_rows(config: ExperimentConfig, task: ClassificationTask) -> list[Example] | None:
-    """The rows in `defense.trusted_path`, if set."""
-    path = config.defense.trusted_path
-    return read_user_data(path, known_names=task.label_names).examples if path else None
+def trusted_rows(
+    config: ExperimentConfig, task: ClassificationTask, held_out_clean: list[Example] | None = None
+) -> list[Example] | None:
+    """The rows the defender vouches for, decided here and nowhere else: those in `defense.trusted_path`, or, in
+    experiments (given the clean rows held out of the subsample), `defense.trusted_size` of them standing in."""
+    if config.defense.trusted_path:
+        return read_user_data(config.defense.trusted_path, known_names=task.label_names).examples
+    if held_out_clean is None:
+        return None
+    return simulated_trusted_set(config, held_out_clean)
+
+
+def simulated_trusted_set(config: ExperimentConfig, held_out_clean: list[Example]) -> list[Example] | None:
+    """For experiments: `defense.trusted_size` clean training rows outside the subsample, stratified by label,
+    standing in for a set the defender vouches for."""
+    size = config.defense.trusted_size
+    if size is None:
+        return None
+    if size > len(held_out_clean):
+        raise ConfigError(
+            f"defense.trusted_size {size} exceeds the {len(held_out_clean)} clean rows left outside the subsample"
+        )
+    keep = stratified_sample([e.label for e in held_out_clean], size, stage_rng(config.seed, "trusted"))
+    return [held_out_clean[i] for i in keep]
 
 
 def reference_views(config: ExperimentConfig, task: ClassificationTask, train: list[Example]) -> Reference:
@@ -104,13 +125,12 @@ def reference_views(config: ExperimentConfig, task: ClassificationTask, train: l
 
 
 def input_guard(
-    config: ExperimentConfig, task: ClassificationTask, loaded: LoadedModel, spec: InferenceSpec,
+    config: ExperimentConfig, defense: Defense, loaded: LoadedModel, spec: InferenceSpec,
     train: list[Example], clean: list[Example] | None,
 ) -> tuple[InputGuard | None, float]:
     """The defense's inference-time part (ONION, STRIP), built on the trained model, and the seconds that took
     (a language model fitted for ONION included)."""
-    defense = build_defense(config.defense, task)
-    if not defense.guards_inputs:
+    if not defense.guards_inputs():
         return None, 0.0
     started = time.perf_counter()
     length, batch = config.model.max_length, config.train.eval_batch_size

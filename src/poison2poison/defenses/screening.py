@@ -25,15 +25,15 @@ import numpy as np
 from scipy.special import softmax
 from scipy.stats import rankdata
 
-from .config import ExperimentConfig, ModelConfig
-from .data.types import Example
-from .errors import ConfigError
-from .inference import score_samples
+from ..config import ExperimentConfig, ModelConfig
+from ..data.types import Example
+from ..errors import ConfigError
+from ..inference import score_samples
+from ..models import build_model
+from ..prompting import Sample
+from ..tasks import ClassificationTask
+from ..training import fit_throwaway_model
 from .lexical import lexical_scores
-from .models import build_model
-from .prompting import Sample
-from .tasks import ClassificationTask
-from .training import fit_throwaway_model
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import binom
 
-from .io import content_hash
+from ..io import content_hash
 
 MAX_NGRAM = 3
 """Longest n-gram scored: AddSent's sentence is caught by its 2- and 3-grams, longer ones add nothing."""
