@@ -90,9 +90,10 @@ def _forward_batches(
     out = []
     with torch.no_grad(), _progress(label, len(features)) as advance:
         prefix = _prefix_cache(model, features[0]["input_ids"][:shared], device) if shared >= SHARED_PREFIX_MIN else None
+        cache_argument = _cache_argument(model) if prefix is not None else ""
         for chunk in _batches(features, batch_size):
             if prefix is not None:
-                batch = _batch_after_prefix(collate, chunk, shared, prefix, device, model)
+                batch = _batch_after_prefix(collate, chunk, shared, prefix, device, model.config, cache_argument)
             else:
                 batch = {k: v.to(device) for k, v in collate(list(chunk)).items()}
                 if loaded.kind == "causal":
@@ -121,7 +122,7 @@ def _prefix_cache(model: Any, prefix_ids: list[int], device: torch.device) -> li
 
 def _batch_after_prefix(
     collate: PaddingCollator, chunk: Sequence[dict], shared: int, prefix: list[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device, model: Any,
+    device: torch.device, config: Any, cache_argument: str,
 ) -> dict[str, Any]:
     """The batch's own tokens (left-padded) after the cached prefix: the same positions and attention as the full
     prompts, with the padding between the prefix and each prompt's own tokens instead of before both."""
@@ -129,10 +130,9 @@ def _batch_after_prefix(
     rows = own["input_ids"].shape[0]
     mask = torch.cat([torch.ones(rows, shared, dtype=own["attention_mask"].dtype), own["attention_mask"]], dim=1)
     positions = (shared + own["attention_mask"].cumsum(-1) - 1).clamp(min=shared)
-    cache = DynamicCache([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix],
-                         config=model.config)
+    cache = DynamicCache([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix], config=config)
     return {"input_ids": own["input_ids"].to(device), "attention_mask": mask.to(device),
-            "position_ids": positions.to(device), _cache_argument(model): cache}
+            "position_ids": positions.to(device), cache_argument: cache}
 
 
 def _cache_argument(model: Any) -> str:
