@@ -8,6 +8,7 @@ what a label is. Errors name the file and the line (the line a record starts on,
 from __future__ import annotations
 
 import io
+import re
 import stat
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +23,8 @@ Record = tuple[int, dict[str, Any]]
 """(line or row number, 1-based; the record's fields)"""
 
 BOM = "\ufeff"
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+"""A line break as the CSV parser reads one: a lone carriage return ends a line too."""
 
 
 def existing_file(path: Path) -> Path:
@@ -58,20 +61,33 @@ def no_rows(path: Path) -> DataFormatError:
     return DataFormatError(path, None, None, "no rows (the file is empty or blank)")
 
 
-def _start_lines(lines: Sequence[str], spans: Sequence[int]) -> list[int]:
-    """The 1-based line each row starts on, given the lines each row spans; the empty lines the parser skips between
-    rows are skipped here too."""
+def _parser_lines(text: str) -> tuple[list[str], list[int]]:
+    """The lines as the parser splits them (`LINE_BREAK`), and the 1-based line of the file, counted by newlines
+    as editors count them, that each one starts on."""
+    lines, numbers, number, start = [], [], 1, 0
+    for brk in LINE_BREAK.finditer(text):
+        lines.append(text[start:brk.start()])
+        numbers.append(number)
+        number += brk.group().endswith("\n")
+        start = brk.end()
+    return [*lines, text[start:]], [*numbers, number]
+
+
+def _start_lines(text: str, spans: Sequence[int]) -> list[int]:
+    """The line of the file each row starts on, given the parser lines each row spans; the empty lines the parser
+    skips between rows are skipped here too."""
+    lines, numbers = _parser_lines(text)
     starts, i = [], 0
     for span in spans:
-        while i < len(lines) and not lines[i].rstrip("\r"):
+        while i < len(lines) - 1 and not lines[i]:
             i += 1
-        starts.append(i + 1)
+        starts.append(numbers[min(i, len(lines) - 1)])
         i += span
     return starts
 
 
 def _span(values: Sequence[Any]) -> int:
-    return 1 + sum(str(v).count("\n") for v in values)
+    return 1 + sum(len(LINE_BREAK.findall(str(v))) for v in values)
 
 
 def _parse_options(delimiter: str, quoted: bool, on_invalid: Any) -> pa_csv.ParseOptions:
@@ -116,7 +132,6 @@ def read_delimited(
     columns take `column_names` and the header line is skipped. A row with another number of columns is an error at its line.
     """
     text = utf8_text(path)
-    lines = text.split("\n")
     if not text.strip():
         raise no_rows(path)
     data = text.encode("utf-8")
@@ -147,8 +162,8 @@ def read_delimited(
         first = invalid[0]
         before = first.number - 1 - len(header_span)  # rows are numbered from the header, valid ones in order
         spans = header_span + [_span(row) for row in rows[:before]] + [_span([first.text])]
-        raise DataFormatError(path, _start_lines(lines, spans)[-1], None, _column_problem(first, delimiter))
-    starts = _start_lines(lines, header_span + [_span(row) for row in rows])[len(header_span):]
+        raise DataFormatError(path, _start_lines(text, spans)[-1], None, _column_problem(first, delimiter))
+    starts = _start_lines(text, header_span + [_span(row) for row in rows])[len(header_span):]
     records = [(line, dict(zip(names, row))) for line, row in zip(starts, rows)]
     if not records:
         raise no_rows(path)
