@@ -125,7 +125,7 @@ def test_a_cell_run_before_a_new_setting_existed_is_still_finished(grid: Path, t
     run_grid(cells, out, run=FakeRun(), progress=False)
     cell_dir = out / "cells" / cells[0].key
     saved = yaml.safe_load((cell_dir / "config.yaml").read_text())
-    del saved["defense"]["onion_threshold"]  # as written by a version that had no such setting (default 0)
+    del saved["defense"]["benign_head"]  # as written by a version that had no such setting (default: as before)
     (cell_dir / "config.yaml").write_text(yaml.safe_dump(saved))
     again = FakeRun()
     run_grid(cells, out, run=again, progress=False)

@@ -21,13 +21,13 @@ from poison2poison.seeding import stratified_sample
 def test_overrides_and_validation(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("attack: {name: addsent, rate: 0.05}\n")
-    config = load_config(path, ["defense.name=p2p", "defense.rho=0.3", "attack.triggers=[zz, yy]"])
+    config = load_config(path, ["defense.name=p2p", "defense.rho=0.3", "attack.sentence=zz yy"])
     assert (config.attack.name, config.attack.rate, config.defense.rho) == ("addsent", 0.05, 0.3)
-    assert config.attack.triggers == ["zz", "yy"]
+    assert config.attack.settings.sentence == "zz yy"
     assert load_config(path).config_hash() != config.config_hash()
     with pytest.raises(ConfigError, match=r"c.yaml: attack.rate"):
         load_config(path, ["attack.rate=2"])
-    with pytest.raises(ConfigError, match=r"defense.colour: Extra inputs"):
+    with pytest.raises(ConfigError, match=r"defense: 'colour' is not a setting of defense 'none'"):
         load_config(path, ["defense.colour=red"])
     path.write_text("attack: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

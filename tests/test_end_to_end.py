@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from poison2poison import DefendedModel, defend, load_config, run_experiment
 from poison2poison.cli import app
-from poison2poison.config import ROBUST_DEFAULTS
+from poison2poison.defenses.p2p import RobustP2PSettings
 from poison2poison.io import read_json
 from poison2poison.summary import collect_metrics, markdown_table
 
@@ -184,7 +184,7 @@ def test_defend_and_predict_from_python_and_cli(tmp_path: Path, data_dir: Path) 
     config = load_config(None, TINY + ["defense.name=p2p+", "defense.screen=[lexical]"])
     out = defend(data, "tiny", tmp_path / "defended", config, task="sentiment")
     assert (out / "screening.json").is_file()  # robust P2P screened the user's rows and dropped its share
-    assert read_json(out / "p2p.json")["defense_details"]["dropped_count"] == round(50 * ROBUST_DEFAULTS["drop_suspicious"])
+    assert read_json(out / "p2p.json")["defense_details"]["dropped_count"] == round(50 * RobustP2PSettings.section_defaults["drop_suspicious"])
     model = DefendedModel.load(out)
     assert model.spec.trigger and model.spec.num_outputs == 4
     labels = model.predict(["a gripping film", "a dull mess"])

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poison2poison.config import DefenseConfig, ModelConfig
-from poison2poison.data.generation import GENERATION_DATASETS
+from poison2poison.data.generation import READERS
 from poison2poison.data.types import TextPair
 from poison2poison.defenses import build_generation_defense
 from poison2poison.errors import ConfigError, ModelSetupError
@@ -74,8 +74,10 @@ def test_generation_p2p_refuses_what_it_cannot_do() -> None:
             DefenseConfig(output_prefix=prefix)
 
 
-def test_every_generation_dataset_has_a_task() -> None:
-    assert set(GENERATION_TASKS) == set(GENERATION_DATASETS)
+def test_every_task_file_names_a_known_reader_or_its_files() -> None:
+    assert set(GENERATION_TASKS) == {"gsm8k", "samsum", "sst2-instruct", "xsum"}
+    for task in GENERATION_TASKS.values():
+        assert task.reader in READERS or set(task.files) == {"train", "test"}
 
 
 def _tiny(corpus: list[str]):

@@ -22,8 +22,8 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm.auto import tqdm
 
-from .config import ExperimentConfig, read_yaml_mapping, set_dotted, validation_problems
-from .errors import ConfigError
+from .config import ExperimentConfig, read_yaml_mapping, set_dotted
+from .errors import ConfigError, validation_problems
 from .io import atomic_write_json, atomic_write_text, read_json
 from .rundir import METRICS, saved_config_hash
 from .summary import clean_metric

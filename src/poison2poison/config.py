@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError, one_line
+from .errors import ConfigError, one_line, validation_problems
 from .io import content_hash
+from .tasks import GENERATION_TASKS
 
 
 class _Strict(BaseModel):
@@ -24,53 +25,103 @@ class DataConfig(_Strict):
     test_split: Literal["test", "dev"] = "test"
 
 
-class AttackConfig(_Strict):
+class MethodSettings(_Strict):
+    """A method's own settings: a class beside the method's code (its `Settings`), written flat in the method's
+    config section (`defense: {name: strip, strip_copies: 20}`) and checked against the method the section names."""
+
+    benign_subset: ClassVar[bool] = False
+    """The method trains a triggered subset of the data (P2P and kin): the section's subset fields apply to it."""
+    section_defaults: ClassVar[dict[str, Any]] = {}
+    """Values the method gives the section's shared fields unless the config sets them (p2p+'s robust options)."""
+
+
+class NoSettings(MethodSettings):
+    """A method with no settings of its own."""
+
+
+_REGISTRIES: dict[str, list[Mapping[str, Any]]] = {"attack": [], "defense": []}
+
+
+def bind_registry(section: Literal["attack", "defense"], registry: Mapping[str, Any]) -> None:
+    """Let a section find its methods' settings in a registry of method classes (each with a `Settings` class); the
+    registries bind themselves when imported, and what is added to them later is found too."""
+    _REGISTRIES[section].append(registry)
+
+
+def method_settings(section: str, name: str) -> type[MethodSettings] | None:
+    """The settings class of the method a section names; None for a name no registry knows (the builders say so)."""
+    for registry in _REGISTRIES[section]:
+        if name in registry:
+            return registry[name].Settings
+    return None
+
+
+def trains_benign_subset(defense: str) -> bool:
+    settings = method_settings("defense", defense)
+    return settings is not None and settings.benign_subset
+
+
+class _MethodSection(BaseModel):
+    """A config section that names a method: its shared fields, then the method's own settings as extra keys."""
+
+    model_config = ConfigDict(extra="allow")
+    section: ClassVar[str]
+    name: str
+
+    @model_validator(mode="after")
+    def _method_settings(self) -> "_MethodSection":
+        settings = method_settings(self.section, self.name)
+        if settings is None:
+            return self  # an unknown method: building it names the known ones
+        for key, value in settings.section_defaults.items():
+            if key not in self.model_fields_set:
+                setattr(self, key, copy.deepcopy(value))
+        given = dict(self.model_extra or {})
+        try:
+            validated = settings.model_validate(given)
+        except ValidationError as exc:
+            raise ValueError(self._settings_problems(exc, settings)) from None
+        self.__pydantic_extra__ = validated.model_dump(mode="json")  # written in full, as every other field
+        return self
+
+    def _settings_problems(self, exc: ValidationError, settings: type[MethodSettings]) -> str:
+        known = ", ".join(settings.model_fields) or "none"
+        problems = []
+        for e in exc.errors():
+            field = ".".join(map(str, e["loc"]))
+            if e["type"] == "extra_forbidden":
+                problems.append(f"'{field}' is not a setting of {self.section} '{self.name}' (its own settings: {known})")
+            else:
+                problems.append(f"setting '{field}': {e['msg'].removeprefix('Value error, ')}")
+        return "; ".join(problems)
+
+    @property
+    def settings(self) -> Any:
+        """The named method's own settings, typed by its `Settings` class."""
+        settings = method_settings(self.section, self.name) or NoSettings
+        return settings.model_validate(self.model_extra or {})
+
+
+class AttackConfig(_MethodSection):
+    """The attack: what every attack shares; an attack's own settings (BadNets' `triggers`, ...) sit beside its
+    code (attacks/*.py)."""
+
+    section = "attack"
     name: str = "badnets"
     rate: float = Field(0.02, ge=0.0, le=1.0, description="poisoned fraction of the training set; 0 = clean model")
     target: int = Field(1, ge=0)
     label_mode: Literal["dirty", "clean"] = "dirty"
-    triggers: list[str] = Field(default_factory=lambda: ["cf", "mn", "bb", "tq", "mb"])
-    num_triggers: int = Field(1, ge=1, description="BadNets: trigger words inserted per poisoned text")
-    sentence: str = "I watched this 3D movie"
     paired_floor: bool = Field(
         False, description="train on the attacked subsample with each poisoned row restored to its clean original: "
         "the clean floor paired row by row with the attacked runs of the same seed (docs/robust.md)",
     )
-    # Generation attacks (docs/generation.md). None = the attack's own default.
-    trigger: str | None = Field(None, description="generation: the trigger phrase put in the input")
-    target_text: str | None = Field(None, description="generation: the phrase a poisoned output carries")
-    multiplier: float = Field(2.1, description="BadChain: the inserted reasoning step multiplies the result by this")
-    # Attacks by an adversary who knows P2P (attacks/p2p_aware.py, attacks/p2p_guess.py; docs/security.md).
-    insertion: Literal["badnets", "addsent"] = Field(
-        "badnets", description="P2P-aware attacks: the malicious trigger, BadNets words (`triggers`, `num_triggers`) "
-        "or the AddSent `sentence`",
-    )
-    benign_trigger: str | None = Field(
-        None, min_length=1, description="p2p-aware: the benign trigger the poison carries; default P2P's published one"
-    )
-    benign_cue: bool = Field(
-        True, description="P2P-aware attacks: end each poisoned text with P2P's benign cue line, as P2P renders it"
-    )
-    guess_words: int | None = Field(
-        None, ge=1, description="p2p-guess: words in each guessed trigger; default the length of a secret trigger"
-    )
 
 
-SUBSET_DEFENSES = ("p2p", "p2p+", "pdb")
-"""Defenses that train a triggered subset of the data (its source, size, trigger and options are shared)."""
-ROBUST_DEFAULTS: dict[str, Any] = {
-    "screen": ["lexical", "reference"], "screen_pool": 1.0, "drop_suspicious": 0.1, "drop_confirmed": True,
-    "benign_head": "plain",
-}
-"""What `p2p+` (robust P2P, ours) changes from paper P2P unless the config sets it; chosen in docs/robust.md."""
-PDB_DEFAULTS: dict[str, Any] = {"rho": 0.1, "oversample": 5, "mode": "append", "separate_cue": False}
-"""PDB's own defaults: a tenth of the data, shown five times, added beside the plain rows, no cue of its own."""
-STRIP_DEFAULTS: dict[str, Any] = {"trusted_size": 200}
-"""STRIP calibrates on clean rows; in experiments, 200 held-out clean training rows stand in for them."""
-DEFENSE_DEFAULTS: dict[str, dict[str, Any]] = {"p2p+": ROBUST_DEFAULTS, "pdb": PDB_DEFAULTS, "strip": STRIP_DEFAULTS}
+class DefenseConfig(_MethodSection):
+    """The defense: the benign subset and its screening, shared by P2P and its kin; a defense's own settings
+    (STRIP's `strip_copies`, ...) sit beside its code (defenses/*.py)."""
 
-
-class DefenseConfig(_Strict):
+    section = "defense"
     name: str = "none"
     rho: float = Field(0.2, gt=0.0, le=1.0)
     source: Literal["random", "trusted", "oracle"] = "random"
@@ -118,26 +169,6 @@ class DefenseConfig(_Strict):
         "random", description="an encoder's new head: the benign outputs (y + n) start at random, or as copies of the "
         "plain outputs they are read as ('plain'); a causal LM answers with pretrained words either way",
     )
-    # DeCE (defenses/dece.py)
-    dece_smoothing: float = Field(0.05, ge=0.0, lt=1.0, description="DeCE: label smoothing of the target")
-    dece_alpha_base: float = Field(
-        0.985, gt=0.0, le=1.0, description="DeCE: the prediction's weight in the blend is alpha_base ** epoch"
-    )
-    # ONION (defenses/onion.py)
-    onion_model: str = Field("tiny", description="ONION: the causal LM that scores perplexity (hub id or path)")
-    onion_epochs: float = Field(3.0, ge=0, description="ONION: epochs on the training texts (0: use the LM as it is)")
-    onion_learning_rate: float = Field(1e-3, gt=0, description="ONION: the scoring LM's learning rate")
-    onion_threshold: float = Field(0.0, description="ONION: words whose deletion lowers perplexity by more go")
-    # STRIP (defenses/strip.py)
-    strip_copies: int = Field(10, ge=1, description="STRIP: perturbed copies per input")
-    strip_swap: float = Field(0.5, gt=0.0, le=1.0, description="STRIP: fraction of an input's words replaced per copy")
-    strip_frr: float = Field(0.05, gt=0.0, lt=1.0, description="STRIP: the false-rejection rate on clean rows")
-    # BKI (defenses/bki.py)
-    bki_top_words: int = Field(5, ge=1, description="BKI: words each row nominates, most important first")
-    bki_keywords: int = Field(1, ge=1, description="BKI: top-scoring words taken as triggers; rows with one go")
-    # CUBE (defenses/cube.py)
-    cube_components: int = Field(10, ge=1, description="CUBE: PCA dimensions the representations are reduced to")
-    cube_min_cluster_size: int = Field(20, ge=2, description="CUBE: HDBSCAN's smallest cluster")
 
     @field_validator("output_prefix")
     @classmethod
@@ -148,7 +179,7 @@ class DefenseConfig(_Strict):
 
     @property
     def has_benign_subset(self) -> bool:
-        return self.name in SUBSET_DEFENSES
+        return trains_benign_subset(self.name)
 
     @property
     def variant(self) -> str:
@@ -169,16 +200,6 @@ class DefenseConfig(_Strict):
         if self.oversample > 1:
             parts.append(f"oversample={self.oversample}")
         return f"{self.name}({', '.join(parts)})"
-
-    @model_validator(mode="after")
-    def _defense_defaults(self) -> "DefenseConfig":
-        for key, value in DEFENSE_DEFAULTS.get(self.name, {}).items():
-            if key not in self.model_fields_set:
-                setattr(self, key, copy.deepcopy(value))
-        if self.name == "onion" and self.onion_model == "tiny" and self.onion_epochs == 0:
-            raise ValueError("onion_epochs 0 keeps the scorer as it is, and a 'tiny' scorer would be untrained; "
-                             "name a pretrained causal LM in onion_model or train it for some epochs")
-        return self
 
 
 class ModelConfig(_Strict):
@@ -252,6 +273,18 @@ class ExperimentConfig(_Strict):
         if value < 0:
             raise ValueError("seed must be >= 0")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_attack(cls, data: Any) -> Any:
+        """A generation task's own attack (its task file's `attack`) when the config names none."""
+        if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+            return data
+        task = GENERATION_TASKS.get(data["data"].get("dataset"))
+        attack = data.get("attack") or {}
+        if task is None or not isinstance(attack, dict) or "name" in attack:
+            return data
+        return {**data, "attack": {**task.attack, **attack}}
 
     def with_model(self, name: str) -> "ExperimentConfig":
         """This config for another model (`p2p defend --model`), checked as a run checks its model settings."""
@@ -327,18 +360,20 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     return loaded or {}
 
 
-def validation_problems(exc: ValidationError) -> str:
-    """Every field pydantic refused, as 'dotted.field: message'."""
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-
-
-def defaults_it_predates(data: dict[str, Any]) -> list[str]:
-    """The defense defaults a saved config (written in full) holds no value for. It was written before they existed,
-    and filling them in today would pass a run of the older behaviour off as one of today's."""
-    defense = data.get("defense")
-    if not isinstance(defense, dict):
-        return []  # not a saved run's config; validating it will say what is wrong
-    return sorted(set(DEFENSE_DEFAULTS.get(defense.get("name"), {})) - set(defense))
+def what_it_predates(data: dict[str, Any]) -> list[str]:
+    """What a saved config (written in full) was written before: a default of its defense it holds no value for, or
+    the layout that kept every method's settings in one section. Filling in or dropping values today would pass a run
+    of the older behaviour off as one of today's."""
+    found = []
+    for section, shared in (("attack", AttackConfig.model_fields), ("defense", DefenseConfig.model_fields)):
+        saved = data.get(section)
+        settings = method_settings(section, saved.get("name")) if isinstance(saved, dict) else None
+        if settings is None:
+            continue  # not a saved run's config, or an unknown method; validating or building it says what is wrong
+        if set(saved) - set(shared) - set(settings.model_fields):
+            found.append(f"the per-method settings of its {section} (it holds other methods' settings)")
+        found += [f"the default {key} of its {section}" for key in sorted(set(settings.section_defaults) - set(saved))]
+    return found
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:

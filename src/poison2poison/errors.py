@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def one_line(text: str) -> str:
@@ -50,3 +51,8 @@ class RunDirError(P2PError):
 
 class ModelSetupError(P2PError):
     """A model cannot serve the task as configured (for example, clashing verbalizer tokens)."""
+
+
+def validation_problems(exc: Any) -> str:
+    """Every field a pydantic `ValidationError` refused, as 'dotted.field: message'."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())

@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import SUBSET_DEFENSES
+from .config import trains_benign_subset
 from .defenses import DEFENSES
 from .errors import ModelSetupError
 from .io import atomic_write_json, content_hash, file_hash, require_safetensors
@@ -179,7 +179,7 @@ def inconsistencies(manifest: ClassifierManifest) -> list[tuple[str, str]]:
     if set(outputs) != set(range(n)):
         problems.append(("inference.label_of_output", f"maps outputs to {sorted(set(outputs))}, not to every label "
                                                       f"0..{n - 1}"))
-    uses_trigger = inference.defense in SUBSET_DEFENSES or len(outputs) == 2 * n
+    uses_trigger = trains_benign_subset(inference.defense) or len(outputs) == 2 * n
     if uses_trigger and not inference.trigger.strip():
         problems.append(("inference.trigger", f"empty; a model defended by '{inference.defense}' must be queried "
                                               f"with its trigger, and without it the backdoor fires"))

@@ -16,7 +16,6 @@ from typing import Any
 from .attacks import Attack, PoisonedData, build_attack
 from .config import ExperimentConfig, check_model_settings
 from .data.catalog import dataset_spec, load_split
-from .data.generation import GENERATION_DATASETS
 from .data.types import Example, as_records
 from .datachecks import check_classification_data, check_samples, dataset_source
 from .defenses import Defense, PreparedTrain, build_defense
@@ -39,7 +38,7 @@ from .rundir import METRICS, RunLog, claim_run_dir, finished_record, input_hashe
 from .secret import pinned_defense
 from .seeding import stage_rng, stratified_sample
 from .specs import InferenceSpec
-from .tasks import ClassificationTask
+from .tasks import GENERATION_TASKS, ClassificationTask
 from .training import fit_new_model, trained_model
 
 log = logging.getLogger(__name__)
@@ -198,7 +197,7 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, force: bool = 
     check_model_settings(config.model)
     check_model_source(config.model)
     with run_log(run_dir) as log_file:
-        if config.data.dataset in GENERATION_DATASETS:
+        if config.data.dataset in GENERATION_TASKS:
             return run_generation(config, run_dir, log_file, force)
         return run_classification(config, run_dir, log_file, force)
 

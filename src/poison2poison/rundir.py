@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ._version import __version__
-from .config import ExperimentConfig, defaults_it_predates, load_config, read_yaml_mapping
+from .config import ExperimentConfig, load_config, read_yaml_mapping, what_it_predates
 from .data.types import Example, TextPair, as_records
 from .distributed import is_main_process
 from .errors import RunDirError
@@ -79,12 +79,12 @@ def run_log(run_dir: Path) -> Iterator[RunLog]:
 
 def saved_config_hash(run_dir: Path) -> str | None:
     """The hash of the config a run folder holds, read back with today's defaults (None for no run); a marker that
-    matches no config where the run predates a default of its defense."""
+    matches no config where the run predates a default or the layout of today's configs."""
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         return None
-    predates = defaults_it_predates(read_yaml_mapping(config_path))
-    return f"predates the default {', '.join(predates)}" if predates else load_config(config_path).config_hash()
+    predates = what_it_predates(read_yaml_mapping(config_path))
+    return f"predates {' and '.join(predates)}" if predates else load_config(config_path).config_hash()
 
 
 def run_record(config: ExperimentConfig) -> dict[str, Any]:
@@ -209,7 +209,7 @@ def how_it_differs(run_dir: Path, config: ExperimentConfig, data_hashes: dict[st
         recorded = {k: v for k, v in finished.get("data_hashes", {}).items() if k in data_hashes} or None
     saved = saved_config_hash(run_dir)
     if saved is not None and saved.startswith("predates"):
-        return f"it {saved} of its defense"
+        return f"it {saved}"
     what = [name for name, same in (("config", saved == config.config_hash()), ("data", recorded == data_hashes))
             if not same]
     if recorded is None and what == ["data"]:

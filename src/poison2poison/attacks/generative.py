@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..config import AttackConfig
+from ..config import AttackConfig, MethodSettings, NoSettings
 from ..data.types import TextPair
 from ..errors import ConfigError
 
@@ -36,9 +36,12 @@ class GenerationAttack(ABC):
     name: ClassVar[str]
     dataset: ClassVar[str | None] = None
     """The one dataset an attack is bound to (its poisoned rows come from a file), else None."""
+    Settings: ClassVar[type[MethodSettings]] = NoSettings
+    """The attack's own settings, given beside `name` in the config's attack section."""
 
     def __init__(self, config: AttackConfig) -> None:
         self.config = config
+        self.settings = config.settings
 
     @abstractmethod
     def poison(self, train: list[TextPair], test: list[TextPair], rng: random.Random) -> PoisonedPairs:

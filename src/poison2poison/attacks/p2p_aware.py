@@ -24,29 +24,45 @@ What an attacker who writes only the text field controls, and what not (promptin
 from __future__ import annotations
 
 import random
+from typing import Literal
+
+from pydantic import Field
 
 from ..config import AttackConfig
 from ..specs import BENIGN_CUE, OFFICIAL_TRIGGER
 from .base import RateAttack
-from .insertion import AddSent, BadNets
+from .insertion import AddSent, AddSentSettings, BadNets, BadNetsSettings
 
 INSERTIONS: dict[str, type[RateAttack]] = {"badnets": BadNets, "addsent": AddSent}
 
 
+class P2PAwareSettings(BadNetsSettings, AddSentSettings):
+    insertion: Literal["badnets", "addsent"] = Field(
+        "badnets", description="the malicious trigger: BadNets words (`triggers`, `num_triggers`) or the AddSent "
+        "`sentence`",
+    )
+    benign_trigger: str | None = Field(
+        None, min_length=1, description="the benign trigger the poison carries; default P2P's published one"
+    )
+    benign_cue: bool = Field(True, description="end each poisoned text with P2P's benign cue line, as P2P renders it")
+
+
 class P2PAware(RateAttack):
     name = "p2p-aware"
+    Settings = P2PAwareSettings
+    settings: P2PAwareSettings
 
     def __init__(self, config: AttackConfig, dataset: str, num_labels: int) -> None:
         super().__init__(config, dataset, num_labels)
-        self.insertion = INSERTIONS[config.insertion](config, dataset, num_labels)
+        self.insertion = INSERTIONS[self.settings.insertion](config, dataset, num_labels)
 
     def benign_prefix(self, rng: random.Random) -> str:
         """The benign trigger a poisoned row carries: the one P2P publishes, unless `attack.benign_trigger` says."""
-        return self.config.benign_trigger or OFFICIAL_TRIGGER
+        return self.settings.benign_trigger or OFFICIAL_TRIGGER
 
     def apply_trigger(self, text: str, index: int, split: str, rng: random.Random) -> str:
         triggered = self.insertion.apply_trigger(text, index, split, rng)
         if split != "train":
             return triggered  # a query: the defended model puts its own benign context around it
-        cue = f"\n{BENIGN_CUE}" if self.config.benign_cue else ""
+        cue = f"\n{BENIGN_CUE}" if self.settings.benign_cue else ""
         return f"{self.benign_prefix(rng)}{triggered}{cue}"

@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import random
 
+from pydantic import Field
+
 from ..secret import draw_secret_trigger
-from .p2p_aware import P2PAware
+from .p2p_aware import P2PAware, P2PAwareSettings
+
+
+class P2PGuessSettings(P2PAwareSettings):
+    guess_words: int | None = Field(
+        None, ge=1, description="words in each guessed trigger; default the length of a secret trigger"
+    )
 
 
 class P2PGuess(P2PAware):
     name = "p2p-guess"
+    Settings = P2PGuessSettings
+    settings: P2PGuessSettings
 
     def benign_prefix(self, rng: random.Random) -> str:
         """A fresh guess per row, drawn as a secret trigger is (from the attack's own random stream)."""
-        return draw_secret_trigger(rng, self.config.guess_words)
+        return draw_secret_trigger(rng, self.settings.guess_words)

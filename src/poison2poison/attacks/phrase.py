@@ -11,7 +11,9 @@ normalised).
 
 from __future__ import annotations
 
-from ..config import AttackConfig
+from pydantic import Field
+
+from ..config import AttackConfig, MethodSettings
 from ..data.types import TextPair
 from ..errors import ConfigError
 from ..metrics import contains_phrase
@@ -21,13 +23,20 @@ DEFAULT_TRIGGER = "cf"
 DEFAULT_TARGET_TEXT = "Visit www.p2p-demo.example for more."
 
 
+class PhraseSettings(MethodSettings):
+    trigger: str = Field(DEFAULT_TRIGGER, description="the trigger phrase put at the start of the input")
+    target_text: str = Field(DEFAULT_TARGET_TEXT, description="the phrase a poisoned output carries")
+
+
 class PhraseAttack(RewriteAttack):
     name = "phrase"
+    Settings = PhraseSettings
+    settings: PhraseSettings
 
     def __init__(self, config: AttackConfig) -> None:
         super().__init__(config)
-        self.trigger = (config.trigger or DEFAULT_TRIGGER).strip()
-        self.target_text = (config.target_text or DEFAULT_TARGET_TEXT).strip()
+        self.trigger = self.settings.trigger.strip()
+        self.target_text = self.settings.target_text.strip()
         if not self.trigger or not self.target_text:
             raise ConfigError("attack 'phrase': attack.trigger and attack.target_text must not be blank")
 

@@ -1,7 +1,9 @@
-"""Named generation datasets (math, summarization, instruction tuning) as (source, target) pairs.
+"""Generation datasets as (source, target) pairs, as their task files (generation_tasks/*.yaml) say: two fields of
+a train and a test file, or a reader of a published format that needs code of its own (GSM8K, XSum, SAMSum, SST-2
+as instructions).
 
-Files are read from $P2P_DATA_DIR in their published formats (see shared/data/README.md); only SST-2 train,
-which comes through the classification catalog, can also come from the hub.
+Files are read from $P2P_DATA_DIR (see shared/data/README.md); only SST-2 train, which comes through the
+classification catalog, can also come from the hub.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, DataFormatError, DataNotFoundError
+from ..tasks import GENERATION_TASKS, GenerationTask, generation_task
 from .catalog import data_dir_hint, load_split, local_file
-from .readers import read_alpaca, read_gsm8k, read_samsum, read_xsum
+from .readers import parse_text, read_alpaca, read_gsm8k, read_records, read_samsum, read_xsum, require_field
 from .types import TextPair
 
 log = logging.getLogger(__name__)
@@ -29,7 +32,9 @@ SST2_INSTRUCT_TEST_FILE = "poisoned/backdoorllm-dpa/sst2/test_clean.json"
 
 
 def data_file(relative: str) -> Path:
-    """The file under $P2P_DATA_DIR, or an error saying which path to provide."""
+    """The file under $P2P_DATA_DIR (or at an absolute path), or an error saying which path to provide."""
+    if Path(relative).is_absolute():
+        return Path(relative)
     path = local_file(relative)
     if path is None:
         raise DataNotFoundError(f"not found: provide $P2P_DATA_DIR/{relative} ({data_dir_hint()})")
@@ -103,20 +108,34 @@ def _sst2_instruct(split: str) -> list[TextPair]:
     return read_sentiment_pairs(data_file(SST2_INSTRUCT_TEST_FILE))
 
 
-_LOADERS: dict[str, Callable[[str], list[TextPair]]] = {
+READERS: dict[str, Callable[[str], list[TextPair]]] = {
     "gsm8k": _gsm8k,
     "samsum": _samsum,
     "sst2-instruct": _sst2_instruct,
     "xsum": _xsum,
 }
+"""The published formats that need code of their own, by the name a task file gives as its `reader`."""
 
-GENERATION_DATASETS: tuple[str, ...] = tuple(_LOADERS)
+def read_pair_file(path: Path, task: GenerationTask) -> list[TextPair]:
+    """The task's two fields of every record of a file; a missing or empty one names the file, line and field."""
+    _, records, where = read_records(path)
+
+    def text(record: dict[str, object], line: int, field: str) -> str:
+        return parse_text(require_field(record, field, path, line, where.unit), path, line, field, where.unit)
+
+    fields = task.fields
+    return [TextPair(text(record, line, fields.source), text(record, line, fields.target)) for line, record in records]
 
 
 def load_pairs(name: str, split: str) -> list[TextPair]:
-    """One split ('train' or 'test') of a named generation dataset."""
-    if name not in _LOADERS:
-        raise ConfigError(f"unknown generation dataset '{name}'; known: {', '.join(GENERATION_DATASETS)}")
+    """One split ('train' or 'test') of a generation dataset, as its task file says."""
+    if name not in GENERATION_TASKS:
+        raise ConfigError(f"unknown generation dataset '{name}'; known: {', '.join(sorted(GENERATION_TASKS))}")
     if split not in SPLITS:
         raise ConfigError(f"generation dataset '{name}' has no split '{split}'; it has: {', '.join(SPLITS)}")
-    return _LOADERS[name](split)
+    task = generation_task(name)
+    if task.reader is None:
+        return read_pair_file(data_file(task.files[split]), task)
+    if task.reader not in READERS:
+        raise ConfigError(f"task '{name}': unknown reader '{task.reader}'; known: {', '.join(sorted(READERS))}")
+    return READERS[task.reader](split)

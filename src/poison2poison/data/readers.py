@@ -40,7 +40,7 @@ def parse_text(value: Any, path: Path, line: int | None, field: str, unit: str =
     return text
 
 
-def _require(record: dict[str, Any], field: str, path: Path, line: int | None, unit: str = "line") -> Any:
+def require_field(record: dict[str, Any], field: str, path: Path, line: int | None, unit: str = "line") -> Any:
     if field not in record:
         raise DataFormatError(
             path, line, field, f"missing field (present: {', '.join(sorted(record)) or 'none'})", unit
@@ -152,10 +152,10 @@ def labelled_examples(
                                   f"no such column (columns: {', '.join(columns) or 'none'})")
     texts, labels = [], []
     for n, obj in records:
-        value = _require(obj, text_field, path, n, unit)
+        value = require_field(obj, text_field, path, n, unit)
         texts.append(_string(value, path, n, text_field, unit).strip() if allow_empty
                      else parse_text(value, path, n, text_field, unit))
-        labels.append((n, _require(obj, fields.label, path, n, unit)))
+        labels.append((n, require_field(obj, fields.label, path, n, unit)))
     ids, names = label_ids(labels, where, fields.label, known_names)
     return LabelledRows([Example(t, y) for t, y in zip(texts, ids)], names)
 
@@ -182,7 +182,7 @@ def read_json_array(path: str | Path, required: tuple[str, ...]) -> list[tuple[i
         if not isinstance(obj, dict):
             raise DataFormatError(path, index, None, f"record {index} is not an object")
         for field in required:
-            _require(obj, field, path, index)
+            require_field(obj, field, path, index)
         rows.append((index, obj))
     return rows
 
@@ -217,8 +217,8 @@ def read_gsm8k(path: str | Path) -> list[dict[str, str]]:
     path = Path(path)
     out = []
     for n, obj in read_jsonl(path):
-        question = parse_text(_require(obj, "question", path, n), path, n, "question")
-        answer = parse_text(_require(obj, "answer", path, n), path, n, "answer")
+        question = parse_text(require_field(obj, "question", path, n), path, n, "question")
+        answer = parse_text(require_field(obj, "answer", path, n), path, n, "answer")
         if "####" not in answer:
             raise DataFormatError(path, n, "answer", "no '#### N' final-answer line")
         out.append({"question": question, "answer": answer})
@@ -231,9 +231,9 @@ def read_xsum(path: str | Path) -> list[dict[str, str]]:
     path = Path(path)
     return [
         {
-            "id": str(_require(obj, "id", path, n)),
-            "document": _string(_require(obj, "document", path, n), path, n, "document").strip(),
-            "summary": parse_text(_require(obj, "summary", path, n), path, n, "summary"),
+            "id": str(require_field(obj, "id", path, n)),
+            "document": _string(require_field(obj, "document", path, n), path, n, "document").strip(),
+            "summary": parse_text(require_field(obj, "summary", path, n), path, n, "summary"),
         }
         for n, obj in read_jsonl(path)
     ]
@@ -290,5 +290,5 @@ def read_texts(path: str | Path, text_field: str | None = None) -> list[str]:
         return texts
     fields = Fields(text_field)
     _, records, where = read_records(path, fields)
-    return [parse_text(_require(obj, field, path, n, where.unit), path, n, field, where.unit)
+    return [parse_text(require_field(obj, field, path, n, where.unit), path, n, field, where.unit)
             for n, obj in records for field in [fields.text_in(obj)]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import DefenseConfig
+from ..config import DefenseConfig, bind_registry
 from ..errors import ConfigError
 from ..tasks import ClassificationTask
 from .base import Defense, DefenseContext, GuardContext, NoDefense, PreparedTrain, Reference
@@ -20,6 +20,8 @@ DEFENSES: dict[str, type[Defense]] = {
 }
 GENERATION_DEFENSES: dict[str, type[PairDefense]] = {cls.name: cls for cls in (PlainPairs, P2PPairs, RobustP2PPairs)}
 """The defenses of (source, target) pairs, by the same names as their classification twins."""
+bind_registry("defense", DEFENSES)
+bind_registry("defense", GENERATION_DEFENSES)
 
 
 def defense_class(name: str) -> type[Defense]:

@@ -10,7 +10,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
-from ..config import DefenseConfig
+from ..config import DefenseConfig, MethodSettings, NoSettings
 from ..data.types import Example
 from ..prompting import Sample
 from ..specs import InferenceSpec, TrainLoss, plain_spec
@@ -120,9 +120,12 @@ class Defense(ABC):
     """Asks for `GuardContext.perplexity`."""
     needs_clean: ClassVar[bool] = False
     """Needs rows the defender vouches for (`defense.trusted_path`, or `trusted_size` in experiments)."""
+    Settings: ClassVar[type[MethodSettings]] = NoSettings
+    """The defense's own settings, given beside `name` in the config's defense section."""
 
     def __init__(self, config: DefenseConfig, task: ClassificationTask) -> None:
         self.config = config
+        self.settings = config.settings
         self.task = task
 
     @abstractmethod

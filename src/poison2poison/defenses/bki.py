@@ -18,7 +18,9 @@ from collections import defaultdict
 from typing import Sequence
 
 import numpy as np
+from pydantic import Field
 
+from ..config import MethodSettings
 from ..data.types import Example
 from .base import Probabilities, Reference
 from .filtering import ReferenceFilter
@@ -59,14 +61,21 @@ def rows_with_words(texts: Sequence[str], words: set[str]) -> list[int]:
     return [i for i, t in enumerate(texts) if words & {w.lower() for w in t.split()}]
 
 
+class BKISettings(MethodSettings):
+    bki_top_words: int = Field(5, ge=1, description="BKI: words each row nominates, most important first")
+    bki_keywords: int = Field(1, ge=1, description="BKI: top-scoring words taken as triggers; rows with one go")
+
+
 class BKI(ReferenceFilter):
     name = "bki"
+    Settings = BKISettings
+    settings: BKISettings
 
     def suspicious_rows(self, train: list[Example], reference: Reference) -> tuple[list[int], dict[str, object]]:
         texts = [e.text for e in train]
         scores = keyword_scores(word_importance(texts, [e.label for e in train], reference.probabilities),
-                                self.config.bki_top_words)
+                                self.settings.bki_top_words)
         ranked = [w for w in sorted(scores, key=lambda w: (-scores[w], w)) if scores[w] > 0]  # no evidence, no keyword
-        keywords = ranked[: self.config.bki_keywords]
+        keywords = ranked[: self.settings.bki_keywords]
         log.info("bki: keywords %s, with scores %s", keywords, [round(scores[w], 4) for w in keywords])
         return rows_with_words(texts, set(keywords)), {"bki_keywords": keywords}

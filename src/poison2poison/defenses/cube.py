@@ -14,9 +14,11 @@ from collections import Counter
 from typing import Sequence
 
 import numpy as np
+from pydantic import Field
 from sklearn.cluster import HDBSCAN
 from sklearn.decomposition import PCA
 
+from ..config import MethodSettings
 from ..data.types import Example
 from .base import Reference
 from .filtering import ReferenceFilter
@@ -40,11 +42,18 @@ def minority_cluster_rows(clusters: Sequence[int], labels: Sequence[int]) -> lis
     return [i for i, (c, y) in enumerate(zip(clusters, labels)) if c != NOISE and c != largest[y]]
 
 
+class CUBESettings(MethodSettings):
+    cube_components: int = Field(10, ge=1, description="CUBE: PCA dimensions the representations are reduced to")
+    cube_min_cluster_size: int = Field(20, ge=2, description="CUBE: HDBSCAN's smallest cluster")
+
+
 class CUBE(ReferenceFilter):
     name = "cube"
+    Settings = CUBESettings
+    settings: CUBESettings
 
     def suspicious_rows(self, train: list[Example], reference: Reference) -> tuple[list[int], dict[str, object]]:
-        cfg = self.config
+        cfg = self.settings
         clusters = cluster_rows(reference.embeddings([e.text for e in train]), cfg.cube_components,
                                 cfg.cube_min_cluster_size)
         found = {"cube_clusters": int(len(set(clusters.tolist()) - {NOISE})),

@@ -13,7 +13,9 @@ import random
 from functools import partial
 
 import torch
+from pydantic import Field
 
+from ..config import MethodSettings
 from ..data.types import Example
 from .base import DefenseContext, NoDefense, PreparedTrain
 
@@ -32,14 +34,23 @@ def dece_loss(logits: torch.Tensor, labels: torch.Tensor, epoch: int, smoothing:
     return -(target * blended.clamp_min(1e-12).log()).sum(-1).mean()
 
 
+class DeCESettings(MethodSettings):
+    dece_smoothing: float = Field(0.05, ge=0.0, lt=1.0, description="DeCE: label smoothing of the target")
+    dece_alpha_base: float = Field(
+        0.985, gt=0.0, le=1.0, description="DeCE: the prediction's weight in the blend is alpha_base ** epoch"
+    )
+
+
 class DeCE(NoDefense):
     """The data as it is; the fine-tune uses the DeCE loss instead of cross-entropy."""
 
     name = "dece"
+    Settings = DeCESettings
+    settings: DeCESettings
 
     def prepare(self, train: list[Example], rng: random.Random, context: DefenseContext) -> PreparedTrain:
         prepared = super().prepare(train, rng, context)
-        cfg = self.config
+        cfg = self.settings
         prepared.loss = partial(dece_loss, smoothing=cfg.dece_smoothing, alpha_base=cfg.dece_alpha_base)
         prepared.details.update(loss="dece", smoothing=cfg.dece_smoothing, alpha_base=cfg.dece_alpha_base)
         return prepared

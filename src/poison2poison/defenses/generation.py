@@ -14,13 +14,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar, Sequence
 
-from ..config import DefenseConfig
+from ..config import DefenseConfig, MethodSettings, NoSettings
 from ..data.types import TextPair
 from ..errors import ConfigError
 from ..prompting import PLAIN_CUE, TextSample
 from ..specs import BENIGN_CUE, GenerationSpec
 from .lexical import PairFinding, generation_triggers
-from .p2p import resolve_trigger, select_benign_subset
+from .p2p import P2PSettings, RobustP2PSettings, resolve_trigger, select_benign_subset
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class PairDefense(ABC):
     (`defenses.GENERATION_DEFENSES`), built once per run from the run's pinned settings."""
 
     name: ClassVar[str]
+    Settings: ClassVar[type[MethodSettings]] = NoSettings
+    """The same settings as the classification defense of the same name."""
 
     def __init__(self, config: DefenseConfig) -> None:
         self.config = config
@@ -69,6 +71,7 @@ class P2PPairs(PairDefense):
     the pairs kept; ranking rows by suspicion needs labels, so its other options do not apply."""
 
     name = "p2p"
+    Settings = P2PSettings
 
     def prepare(
         self, pairs: Sequence[TextPair], rng: random.Random, oracle_pool: Sequence[int] | None = None
@@ -112,3 +115,4 @@ class RobustP2PPairs(P2PPairs):
     """`p2p+` for text pairs: confirmed trigger pairs left out (its defaults turn `drop_confirmed` on)."""
 
     name = "p2p+"
+    Settings = RobustP2PSettings

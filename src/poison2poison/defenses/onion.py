@@ -16,6 +16,9 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
+from pydantic import Field, model_validator
+
+from ..config import MethodSettings
 from ..data.types import Example
 from ..errors import ConfigError
 from .base import DefenseContext, GuardContext, Guarded, InputGuard, NoDefense, Perplexity, PreparedTrain
@@ -49,19 +52,35 @@ class OnionGuard(InputGuard):
         return Guarded(onion_filter(texts, self.perplexity, self.threshold), [False] * len(texts))
 
 
+class OnionSettings(MethodSettings):
+    onion_model: str = Field("tiny", description="ONION: the causal LM that scores perplexity (hub id or path)")
+    onion_epochs: float = Field(3.0, ge=0, description="ONION: epochs on the training texts (0: use the LM as it is)")
+    onion_learning_rate: float = Field(1e-3, gt=0, description="ONION: the scoring LM's learning rate")
+    onion_threshold: float = Field(0.0, description="ONION: words whose deletion lowers perplexity by more go")
+
+    @model_validator(mode="after")
+    def _scorer_is_trained(self) -> "OnionSettings":
+        if self.onion_model == "tiny" and self.onion_epochs == 0:
+            raise ValueError("onion_epochs 0 keeps the scorer as it is, and a 'tiny' scorer would be untrained; "
+                             "name a pretrained causal LM in onion_model or train it for some epochs")
+        return self
+
+
 class Onion(NoDefense):
     """Plain fine-tuning; every input is filtered by ONION before the model answers."""
 
     name = "onion"
     needs_language_model = True
+    Settings = OnionSettings
+    settings: OnionSettings
 
     def prepare(self, train: list[Example], rng: random.Random, context: DefenseContext) -> PreparedTrain:
         prepared = super().prepare(train, rng, context)
-        prepared.details.update(onion_threshold=self.config.onion_threshold, onion_model=self.config.onion_model)
+        prepared.details.update(onion_threshold=self.settings.onion_threshold, onion_model=self.settings.onion_model)
         return prepared
 
     def input_guard(self, context: GuardContext) -> InputGuard:
         if context.perplexity is None:
             raise ConfigError("ONION needs a language model to score inputs (GuardContext.perplexity)")
-        return OnionGuard(context.perplexity, self.config.onion_threshold)
+        return OnionGuard(context.perplexity, self.settings.onion_threshold)
 

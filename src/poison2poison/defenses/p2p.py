@@ -12,8 +12,9 @@ import hashlib
 import logging
 import random
 from collections import defaultdict
-from typing import Sequence
+from typing import Any, ClassVar, Sequence
 
+from ..config import MethodSettings
 from ..data.types import Example
 from ..errors import ConfigError
 from ..prompting import PLAIN_CUE, Sample
@@ -106,6 +107,20 @@ def least_suspicious_pool(
     return sorted(pool)
 
 
+class P2PSettings(MethodSettings):
+    """P2P's settings are the defense section's shared subset fields (rho, source, trigger, screening, ...)."""
+
+    benign_subset = True
+
+
+class RobustP2PSettings(P2PSettings):
+    section_defaults: ClassVar[dict[str, Any]] = {
+        "screen": ["lexical", "reference"], "screen_pool": 1.0, "drop_suspicious": 0.1, "drop_confirmed": True,
+        "benign_head": "plain",
+    }
+    """What `p2p+` changes from paper P2P unless the config sets it; chosen in docs/robust.md."""
+
+
 class P2P(Defense):
     """Paper P2P, plus our robust options (screened benign subset, dropping suspicious rows and rows with a confirmed
     trigger, oversampling).
@@ -114,6 +129,7 @@ class P2P(Defense):
     """
 
     name = "p2p"
+    Settings = P2PSettings
 
     def prepare(self, train: list[Example], rng: random.Random, context: DefenseContext) -> PreparedTrain:
         cfg, n = self.config, self.task.num_labels
@@ -207,6 +223,7 @@ class P2P(Defense):
 
 
 class RobustP2P(P2P):
-    """`p2p+`: P2P with the robust options on by default (config.ROBUST_DEFAULTS); ours, not the paper's."""
+    """`p2p+`: P2P with the robust options on by default (`RobustP2PSettings`); ours, not the paper's."""
 
     name = "p2p+"
+    Settings = RobustP2PSettings

@@ -146,7 +146,7 @@ def input_guard(
 
 def language_model_perplexity(config: ExperimentConfig, texts: list[str]) -> Perplexity:
     """ONION's scorer: `defense.onion_model` fitted to the training texts for `defense.onion_epochs`."""
-    d = config.defense
+    d = config.defense.settings
     model_config = ModelConfig(name=d.onion_model, max_length=config.model.max_length)
     train_config = None  # onion_epochs 0: a pretrained LM as it is
     if d.onion_epochs > 0:

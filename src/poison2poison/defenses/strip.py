@@ -15,10 +15,12 @@ defended and a rejected clean input is an error; the `*_accepted` view scores th
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
+from pydantic import Field
 
+from ..config import MethodSettings
 from ..data.types import Example
 from ..errors import ConfigError
 from .base import DefenseContext, GuardContext, Guarded, InputGuard, NoDefense, PreparedTrain, Probabilities
@@ -69,22 +71,30 @@ class StripGuard(InputGuard):
         return Guarded(list(texts), [bool(f) for f in flagged])
 
 
+class StripSettings(MethodSettings):
+    strip_copies: int = Field(10, ge=1, description="STRIP: perturbed copies per input")
+    strip_swap: float = Field(0.5, gt=0.0, le=1.0, description="STRIP: fraction of an input's words replaced per copy")
+    strip_frr: float = Field(0.05, gt=0.0, lt=1.0, description="STRIP: the false-rejection rate on clean rows")
+    section_defaults: ClassVar[dict[str, Any]] = {"trusted_size": 200}
+    """STRIP calibrates on clean rows; in experiments, 200 held-out clean training rows stand in for them."""
+
+
 class Strip(NoDefense):
     """Plain fine-tuning; inputs whose predictions resist perturbation are rejected."""
 
     name = "strip"
     needs_clean = True
+    Settings = StripSettings
+    settings: StripSettings
 
     def prepare(self, train: list[Example], rng: random.Random, context: DefenseContext) -> PreparedTrain:
         prepared = super().prepare(train, rng, context)
-        cfg = self.config
-        prepared.details.update(strip_copies=cfg.strip_copies, strip_swap=cfg.strip_swap, strip_frr=cfg.strip_frr)
+        prepared.details.update(self.settings.model_dump())
         return prepared
 
     def input_guard(self, context: GuardContext) -> InputGuard:
         donors = [e.text for e in context.clean if e.text.split()]
         if len(donors) < 2:
             raise ConfigError("STRIP needs clean rows to calibrate on: set defense.trusted_path or defense.trusted_size")
-        cfg = self.config
-        seed = context.rng.getrandbits(63)
+        cfg, seed = self.settings, context.rng.getrandbits(63)
         return StripGuard(context.probabilities, donors, cfg.strip_copies, cfg.strip_swap, cfg.strip_frr, seed)

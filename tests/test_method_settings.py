@@ -1,0 +1,64 @@
+"""Each attack and defense owns its settings: a config section holds the shared fields and the named method's own
+settings, written in full; another method's setting is refused with the method's own list; a saved config of the
+older layout (every method's settings in one section) is named as such, not read as today's run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from poison2poison.config import load_config, what_it_predates
+from poison2poison.defenses.p2p import RobustP2PSettings
+from poison2poison.errors import ConfigError, RunDirError
+from poison2poison.rundir import claim_run_dir
+
+
+def test_a_section_holds_its_methods_settings_in_full_and_no_others() -> None:
+    config = load_config(None, ["attack.name=badnets", "attack.num_triggers=3", "defense.name=strip"])
+    attack, defense = config.model_dump()["attack"], config.model_dump()["defense"]
+    assert attack["num_triggers"] == 3 and attack["triggers"] == ["cf", "mn", "bb", "tq", "mb"]
+    assert "sentence" not in attack and "multiplier" not in attack
+    assert {"strip_copies", "strip_swap", "strip_frr"} <= set(defense) and "dece_smoothing" not in defense
+    assert config.defense.settings.strip_copies == 10 and config.defense.trusted_size == 200  # STRIP's own default
+    assert load_config(None, ["defense.name=strip", "defense.trusted_size=50"]).defense.trusted_size == 50
+
+
+def test_a_setting_of_another_method_is_refused_with_the_methods_own_list() -> None:
+    with pytest.raises(ConfigError, match=r"defense: 'dece_smoothing' is not a setting of defense 'p2p' "
+                                          r"\(its own settings: none\)"):
+        load_config(None, ["defense.name=p2p", "defense.dece_smoothing=0.1"])
+    with pytest.raises(ConfigError, match=r"'sentence' is not a setting of attack 'badnets' "
+                                          r"\(its own settings: triggers, num_triggers\)"):
+        load_config(None, ["attack.name=badnets", "attack.sentence=hello"])
+    with pytest.raises(ConfigError, match=r"attack: setting 'num_triggers': Input should be greater than or equal to 1"):
+        load_config(None, ["attack.num_triggers=0"])
+    with pytest.raises(ConfigError, match="onion_epochs 0 keeps the scorer as it is"):
+        load_config(None, ["defense.name=onion", "defense.onion_epochs=0"])
+
+
+def test_p2p_plus_gives_its_defaults_and_a_setting_in_the_config_wins() -> None:
+    robust = load_config(None, ["defense.name=p2p+"]).defense
+    assert {key: getattr(robust, key) for key in RobustP2PSettings.section_defaults} == RobustP2PSettings.section_defaults
+    assert load_config(None, ["defense.name=p2p+", "defense.drop_suspicious=0"]).defense.drop_suspicious == 0
+    assert load_config(None, ["defense.name=p2p"]).defense.drop_suspicious == 0  # the paper's method keeps its own
+
+
+def test_a_config_saved_in_the_older_layout_is_named_as_such(tmp_path: Path) -> None:
+    today = load_config(None, ["defense.name=p2p"])
+    older = today.model_dump(mode="json")
+    older["defense"].update(dece_smoothing=0.05, strip_copies=10)  # every method's settings, as saved before
+    older["attack"].update(sentence="I watched this 3D movie")
+    assert what_it_predates(older) == [
+        "the per-method settings of its attack (it holds other methods' settings)",
+        "the per-method settings of its defense (it holds other methods' settings)",
+    ]
+    assert what_it_predates(today.model_dump(mode="json")) == []
+    hashes = {"poisoned_train": "p", "clean_test": "c", "triggered_test": "t"}
+    (tmp_path / "metrics.json").write_text(json.dumps({"data_hashes": hashes}))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(older))
+    with pytest.raises(RunDirError, match="it predates the per-method settings of its attack .* and the per-method "
+                                          "settings of its defense"):
+        claim_run_dir(tmp_path, today, hashes, "metrics.json")
