@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from poison2poison.attacks import GENERATION_ATTACKS, build_generation_attack
 from poison2poison.attacks.badchain import BadChain, format_number
@@ -229,9 +230,9 @@ def test_dpa_rate_limits_seeds_and_config(sst2_instruct: list[TextPair]) -> None
     first, again, other = (attack.poison(sst2_instruct, test, random.Random(s)) for s in (3, 3, 4))
     assert (first.train, first.mask) == (again.train, again.mask)
     assert first.mask != other.mask
-    for field in ("trigger", "target_text"):
-        with pytest.raises(ConfigError, match=f"unset attack.{field}"):
-            build_generation_attack(AttackConfig(name="dpa-vpi", **{field: "x"}))
+    for field in ("trigger", "target_text"):  # the files fix both: the attack has no settings of its own
+        with pytest.raises(ValidationError, match=f"'{field}' is not a setting of attack 'dpa-vpi'"):
+            AttackConfig(name="dpa-vpi", **{field: "x"})
 
 
 def test_dpa_missing_data_says_where(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

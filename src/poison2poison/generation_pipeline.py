@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,18 +20,18 @@ from .data.generation import load_pairs
 from .data.types import TextPair
 from .datachecks import check_generation_data, dataset_source
 from .defenses import build_generation_defense
-from .distributed import is_main_process
+from .defenses.generation import PreparedPairs
 from .errors import ConfigError
 from .inference import generate_texts
-from .io import atomic_write_json, atomic_write_jsonl, content_hash
-from .manifest import write_manifest
+from .io import content_hash
 from .metrics import HEADLINE_METRIC, text_quality
 from .models import LoadedModel
 from .prompting import prefix_token_allowance
-from .rundir import METRICS, RunLog, claim_run_dir, finished_record, input_hashes
+from .rundir import input_hashes
 from .secret import pinned_defense
 from .seeding import stage_rng, stratified_sample
 from .specs import GenerationSpec
+from .stages import Checked, Ready, TaskSteps
 from .tasks import GenerationTask, generation_task
 from .training import fit_new_generator, trained_model
 
@@ -154,44 +153,63 @@ def generation_manifest(
     }
 
 
-def run_generation(config: ExperimentConfig, run_dir: Path, log_file: RunLog, force: bool) -> dict[str, Any]:
-    """The generation path of `run_experiment`, inside its run log."""
-    started = time.perf_counter()
-    data = prepare_generation_data(config)
-    check_generation_data(len(data.poisoned.train), len(data.test), config.defense, dataset_source(config))
-    identity = input_hashes(data.poisoned.train, data.test, data.poisoned.asr_test)
-    done = claim_run_dir(run_dir, config, identity, METRICS, force)
-    if done is not None:
-        log.info("%s already finished; skipping", run_dir)
-        return done
-    log_file.open()
-    clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
-    defense = build_generation_defense(pinned_defense(config.defense, run_dir))
-    prepared = defense.prepare(data.poisoned.train, stage_rng(config.seed, "defense"), clean_rows)
-    log.info("data: %d train pairs (%d poisoned), %d clean test, %d triggered test",
-             len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
-    defended = [[s.source, s.target, bool(s.trigger), s.cue] for s in prepared.samples]  # no hash of the trigger
-    loaded, train_stats = trained_model(
-        run_dir, content_hash(defended),
-        lambda checkpoints, key: fit_new_generator(
-            config.model, config.train, prepared.samples, data.task.template, config.seed, checkpoints,
-            prepared.spec.output_prefix, key,
-        ),
-    )
-    if not is_main_process():
-        return {}
-    budget = generation_budget(config, loaded, prepared.spec)
-    write_manifest(run_dir, generation_manifest(config, data.task, prepared.spec, budget))
-    eval_start = time.perf_counter()
-    metrics, rows = evaluate_generation(config, loaded, prepared.spec, data, budget)
-    atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
-    metrics.update(finished_record(config, data.poisoned, defended, data.test, train_stats, started, eval_start))
-    mask = data.poisoned.mask
-    metrics.update(benign_rows=len(prepared.benign_rows), benign_poisoned=sum(mask[i] for i in prepared.benign_rows),
-                   dropped_rows=len(prepared.dropped_rows), dropped_poisoned=sum(mask[i] for i in prepared.dropped_rows),
-                   confirmed_triggers=prepared.confirmed)
-    atomic_write_json(run_dir / METRICS, metrics)
-    log.info("%s %.4f (n=%d)  ASR %.4f (n=%d)  missing prefix: %d clean, %d triggered", metrics["clean_metric"],
-             metrics["clean_score"], metrics["clean_count"], metrics["attack_success_rate"], metrics["asr_count"],
-             metrics["missing_prefix_clean"], metrics["missing_prefix_triggered"])
-    return metrics
+@dataclass
+class BudgetReady(Ready):
+    budget: int
+    """Tokens generated per output, the safe prefix included."""
+
+
+class GenerationSteps(TaskSteps[GenerationData, PreparedPairs, BudgetReady]):
+    """The generation steps of a run (`stages.run_stages` runs them)."""
+
+    unit = "pairs"
+
+    def load(self, config: ExperimentConfig) -> Checked[GenerationData]:
+        data = prepare_generation_data(config)
+        check_generation_data(len(data.poisoned.train), len(data.test), config.defense, dataset_source(config))
+        return Checked(data, input_hashes(data.poisoned.train, data.test, data.poisoned.asr_test))
+
+    def defend(self, config: ExperimentConfig, run_dir: Path, data: GenerationData) -> PreparedPairs:
+        clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
+        defense = build_generation_defense(pinned_defense(config.defense, run_dir))
+        return defense.prepare(data.poisoned.train, stage_rng(config.seed, "defense"), clean_rows)
+
+    def records(self, prepared: PreparedPairs) -> list[list[object]]:
+        return [[s.source, s.target, bool(s.trigger), s.cue] for s in prepared.samples]  # no hash of the trigger
+
+    def train(
+        self, config: ExperimentConfig, run_dir: Path, data: GenerationData, prepared: PreparedPairs
+    ) -> tuple[LoadedModel, dict[str, Any]]:
+        return trained_model(
+            run_dir, content_hash(self.records(prepared)),
+            lambda checkpoints, key: fit_new_generator(
+                config.model, config.train, prepared.samples, data.task.template, config.seed, checkpoints,
+                prepared.spec.output_prefix, key,
+            ),
+        )
+
+    def ready(
+        self, config: ExperimentConfig, data: GenerationData, prepared: PreparedPairs, model: LoadedModel
+    ) -> BudgetReady:
+        budget = generation_budget(config, model, prepared.spec)
+        return BudgetReady(generation_manifest(config, data.task, prepared.spec, budget), budget)
+
+    def evaluate(
+        self, config: ExperimentConfig, data: GenerationData, prepared: PreparedPairs, model: LoadedModel,
+        ready: BudgetReady,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return evaluate_generation(config, model, prepared.spec, data, ready.budget)
+
+    def accounting(
+        self, data: GenerationData, prepared: PreparedPairs, ready: BudgetReady, checked: Checked[GenerationData]
+    ) -> dict[str, Any]:
+        mask = data.poisoned.mask
+        return {"benign_rows": len(prepared.benign_rows), "benign_poisoned": sum(mask[i] for i in prepared.benign_rows),
+                "dropped_rows": len(prepared.dropped_rows),
+                "dropped_poisoned": sum(mask[i] for i in prepared.dropped_rows),
+                "confirmed_triggers": prepared.confirmed}
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return (f"{metrics['clean_metric']} {metrics['clean_score']:.4f} (n={metrics['clean_count']})  "
+                f"ASR {metrics['attack_success_rate']:.4f} (n={metrics['asr_count']})  missing prefix: "
+                f"{metrics['missing_prefix_clean']} clean, {metrics['missing_prefix_triggered']} triggered")

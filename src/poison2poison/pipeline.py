@@ -23,13 +23,9 @@ from .defenses.base import Guarded, InputGuard
 from .defenses.runner import apply_defense, input_guard, trusted_rows
 from .distributed import is_main_process
 from .errors import ConfigError
-from .generation_pipeline import run_generation
+from .generation_pipeline import GenerationSteps
 from .inference import predict
-from .io import (
-    atomic_write_json,
-    atomic_write_jsonl,
-    content_hash,
-)
+from .io import atomic_write_json, atomic_write_jsonl, content_hash
 from .manifest import write_manifest
 from .metrics import REJECTED, attack_success_rate, clean_accuracy, detection_scores
 from .models import LoadedModel
@@ -38,10 +34,12 @@ from .rundir import METRICS, RunLog, claim_run_dir, finished_record, input_hashe
 from .secret import pinned_defense
 from .seeding import stage_rng, stratified_sample
 from .specs import InferenceSpec
+from .stages import Checked, D, P, R, Ready, TaskSteps
 from .tasks import GENERATION_TASKS, ClassificationTask
 from .training import fit_new_model, trained_model
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class ExperimentData:
@@ -50,6 +48,8 @@ class ExperimentData:
     test: list[Example]
     held_out_clean: list[Example] = field(default_factory=list)
     """Clean training rows left out of the subsample: the source of a simulated trusted set."""
+    trusted: list[Example] | None = None
+    """The rows the defender vouches for (or, in experiments, held-out clean rows standing in for them)."""
 
 
 def prepare_data(config: ExperimentConfig) -> ExperimentData:
@@ -186,6 +186,38 @@ def rejection_views(
     }
 
 
+def run_stages(
+    steps: TaskSteps[D, P, R], config: ExperimentConfig, run_dir: Path, log_file: RunLog, force: bool
+) -> dict[str, Any]:
+    """One run of a task, inside its run log, in the one order every task keeps; returns the metrics written to
+    RUN_DIR/metrics.json."""
+    started = time.perf_counter()
+    checked = steps.load(config)
+    done = claim_run_dir(run_dir, config, checked.identity, METRICS, force, checked.warnings)
+    if done is not None:
+        log.info("%s already finished; skipping", run_dir)
+        return done
+    log_file.open()
+    data = checked.data
+    prepared = steps.defend(config, run_dir, data)
+    log.info("data: %d train %s (%d poisoned), %d clean test, %d triggered test", len(data.poisoned.train),
+             steps.unit, data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
+    model, train_stats = steps.train(config, run_dir, data, prepared)
+    if not is_main_process():
+        return {}
+    ready = steps.ready(config, data, prepared, model)
+    write_manifest(run_dir, ready.manifest)
+    eval_start = time.perf_counter()
+    metrics, rows = steps.evaluate(config, data, prepared, model, ready)
+    atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
+    metrics.update(finished_record(config, data.poisoned, steps.records(prepared), data.test, train_stats, started,
+                                   eval_start))
+    metrics.update(steps.accounting(data, prepared, ready, checked))
+    atomic_write_json(run_dir / METRICS, metrics)
+    log.info(steps.summary(metrics))
+    return metrics
+
+
 def run_experiment(config: ExperimentConfig, run_dir: str | Path, force: bool = False) -> dict[str, Any]:
     """attack -> defense -> fine-tune -> evaluate; returns the metrics written to RUN_DIR/metrics.json.
 
@@ -197,51 +229,74 @@ def run_experiment(config: ExperimentConfig, run_dir: str | Path, force: bool = 
     check_model_settings(config.model)
     check_model_source(config.model)
     with run_log(run_dir) as log_file:
-        if config.data.dataset in GENERATION_TASKS:
-            return run_generation(config, run_dir, log_file, force)
-        return run_classification(config, run_dir, log_file, force)
+        steps = GenerationSteps() if config.data.dataset in GENERATION_TASKS else ClassificationSteps()
+        return run_stages(steps, config, run_dir, log_file, force)
 
 
-def run_classification(config: ExperimentConfig, run_dir: Path, log_file: RunLog, force: bool) -> dict[str, Any]:
-    """The classification path of `run_experiment`, inside its run log."""
-    started = time.perf_counter()
-    data = prepare_data(config)
-    trusted = trusted_rows(config, data.task, data.held_out_clean)
-    warnings = check_classification_data(
-        [e.label for e in data.poisoned.train], data.task, config.defense, dataset_source(config),
-        [e.label for e in trusted] if trusted is not None else None, len(data.test),
-    )
-    identity = input_hashes(data.poisoned.train, data.test, data.poisoned.asr_test)
-    if config.defense.trusted_path and trusted is not None:  # the vouched rows are data too
-        identity["trusted"] = content_hash(as_records(trusted))
-    done = claim_run_dir(run_dir, config, identity, METRICS, force, warnings)
-    if done is not None:
-        log.info("%s already finished; skipping", run_dir)
-        return done
-    log_file.open()
-    clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
-    defense = build_defense(pinned_defense(config.defense, run_dir), data.task)
-    prepared = apply_defense(
-        config, defense, data.poisoned.train, trusted, clean_rows, run_dir / "screening.json", run_dir / "filter.json"
-    )
-    log.info("data: %d train rows (%d poisoned), %d clean test, %d triggered test",
-             len(data.poisoned.train), data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
-    loaded, train_stats = train_model(config, data.task, prepared, run_dir, dataset_source(config))
-    if not is_main_process():
-        return {}
-    guard, guard_seconds = input_guard(config, defense, loaded, prepared.spec, data.poisoned.train, trusted)
-    write_manifest(run_dir, manifest(config, defense, prepared))
-    eval_start = time.perf_counter()
-    metrics, rows = evaluate(config, loaded, prepared.spec, data, guard)
-    atomic_write_jsonl(run_dir / "predictions.jsonl", rows)
-    metrics.update(finished_record(config, data.poisoned, defended_records(prepared), data.test, train_stats, started,
-                                   eval_start))
-    metrics.update(defense_accounting(data, prepared, guard_seconds))
-    metrics["data_warnings"] = warnings
-    atomic_write_json(run_dir / METRICS, metrics)
-    log.info("CA %.4f (n=%d)  ASR %.4f (n=%d)", metrics["clean_accuracy"], metrics["clean_count"],
-             metrics["attack_success_rate"], metrics["asr_count"])
-    return metrics
+@dataclass
+class Defended:
+    """The run's one Defense and what it made of the training rows."""
+
+    defense: Defense
+    prepared: PreparedTrain
+
+
+@dataclass
+class GuardReady(Ready):
+    guard: InputGuard | None
+    guard_seconds: float
+
+
+class ClassificationSteps(TaskSteps[ExperimentData, Defended, GuardReady]):
+    """The classification steps of a run (`stages.run_stages` runs them)."""
+
+    unit = "rows"
+
+    def load(self, config: ExperimentConfig) -> Checked[ExperimentData]:
+        data = prepare_data(config)
+        data.trusted = trusted = trusted_rows(config, data.task, data.held_out_clean)
+        warnings = check_classification_data(
+            [e.label for e in data.poisoned.train], data.task, config.defense, dataset_source(config),
+            [e.label for e in trusted] if trusted is not None else None, len(data.test),
+        )
+        identity = input_hashes(data.poisoned.train, data.test, data.poisoned.asr_test)
+        if config.defense.trusted_path and trusted is not None:  # the vouched rows are data too
+            identity["trusted"] = content_hash(as_records(trusted))
+        return Checked(data, identity, warnings)
+
+    def defend(self, config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> Defended:
+        clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
+        defense = build_defense(pinned_defense(config.defense, run_dir), data.task)
+        prepared = apply_defense(config, defense, data.poisoned.train, data.trusted, clean_rows,
+                                 run_dir / "screening.json", run_dir / "filter.json")
+        return Defended(defense, prepared)
+
+    def records(self, prepared: Defended) -> list[list[object]]:
+        return defended_records(prepared.prepared)
+
+    def train(
+        self, config: ExperimentConfig, run_dir: Path, data: ExperimentData, prepared: Defended
+    ) -> tuple[LoadedModel, dict[str, Any]]:
+        return train_model(config, data.task, prepared.prepared, run_dir, dataset_source(config))
+
+    def ready(self, config: ExperimentConfig, data: ExperimentData, prepared: Defended, model: LoadedModel) -> GuardReady:
+        defense, spec = prepared.defense, prepared.prepared.spec
+        guard, seconds = input_guard(config, defense, model, spec, data.poisoned.train, data.trusted)
+        return GuardReady(manifest(config, defense, prepared.prepared), guard, seconds)
+
+    def evaluate(
+        self, config: ExperimentConfig, data: ExperimentData, prepared: Defended, model: LoadedModel, ready: GuardReady
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return evaluate(config, model, prepared.prepared.spec, data, ready.guard)
+
+    def accounting(
+        self, data: ExperimentData, prepared: Defended, ready: GuardReady, checked: Checked[ExperimentData]
+    ) -> dict[str, Any]:
+        return {**defense_accounting(data, prepared.prepared, ready.guard_seconds), "data_warnings": checked.warnings}
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return (f"CA {metrics['clean_accuracy']:.4f} (n={metrics['clean_count']})  "
+                f"ASR {metrics['attack_success_rate']:.4f} (n={metrics['asr_count']})")
 
 
 def defense_accounting(data: ExperimentData, prepared: PreparedTrain, guard_seconds: float = 0.0) -> dict[str, Any]:
