@@ -1,6 +1,6 @@
 """Each attack and defense owns its settings: a config section holds the shared fields and the named method's own
-settings, written in full; another method's setting is refused with the method's own list; a saved config of the
-older layout (every method's settings in one section) is named as such, not read as today's run."""
+settings, written in full; another method's setting is refused with the method's own list; a run saved in the
+older layout (every method's settings in one section) is still recognised."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from poison2poison.config import load_config, what_it_predates
+from poison2poison.config import in_todays_layout, load_config, validated_config
 from poison2poison.defenses.p2p import RobustP2PSettings
 from poison2poison.errors import ConfigError, RunDirError
 from poison2poison.rundir import claim_run_dir
@@ -46,19 +46,24 @@ def test_p2p_plus_gives_its_defaults_and_a_setting_in_the_config_wins() -> None:
     assert load_config(None, ["defense.name=p2p"]).defense.drop_suspicious == 0  # the paper's method keeps its own
 
 
-def test_a_config_saved_in_the_older_layout_is_named_as_such(tmp_path: Path) -> None:
-    today = load_config(None, ["defense.name=p2p"])
-    older = today.model_dump(mode="json")
-    older["defense"].update(dece_smoothing=0.05, strip_copies=10)  # every method's settings, as saved before
-    older["attack"].update(sentence="I watched this 3D movie")
-    assert what_it_predates(older) == [
-        "the per-method settings of its attack (it holds other methods' settings)",
-        "the per-method settings of its defense (it holds other methods' settings)",
-    ]
-    assert what_it_predates(today.model_dump(mode="json")) == []
+def test_a_run_saved_in_the_older_layout_is_recognised_as_todays_run(tmp_path: Path) -> None:
+    """Configs once held every method's settings in one section: the foreign ones never reached the run, and a null
+    meant the method's default, so the folder holds today's run and is skipped, not refused or retrained."""
     hashes = {"poisoned_train": "p", "clean_test": "c", "triggered_test": "t"}
     (tmp_path / "metrics.json").write_text(json.dumps({"data_hashes": hashes}))
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(older))
-    with pytest.raises(RunDirError, match="it predates the per-method settings of its attack .* and the per-method "
-                                          "settings of its defense"):
-        claim_run_dir(tmp_path, today, hashes, "metrics.json")
+    for overrides, older_fields in [
+        (["defense.name=p2p"], {"attack": {"sentence": "I watched this 3D movie", "multiplier": 2.1},
+                                "defense": {"dece_smoothing": 0.05, "strip_copies": 10, "cube_components": 10}}),
+        (["data.dataset=samsum", "attack.name=phrase"], {"attack": {"trigger": None, "target_text": None,
+                                                                     "triggers": ["cf"], "num_triggers": 1}}),
+    ]:
+        today = load_config(None, overrides)
+        older = today.model_dump(mode="json")
+        for section, fields in older_fields.items():
+            older[section].update(fields)
+        assert validated_config(in_todays_layout(older), "saved").model_dump() == today.model_dump()
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(older))
+        assert claim_run_dir(tmp_path, today, hashes, "metrics.json") == {"data_hashes": hashes}  # finished: skipped
+        other = load_config(None, [*overrides, "seed=1"])
+        with pytest.raises(RunDirError, match="its config differs"):
+            claim_run_dir(tmp_path, other, hashes, "metrics.json")

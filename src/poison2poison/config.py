@@ -360,27 +360,42 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     return loaded or {}
 
 
-def what_it_predates(data: dict[str, Any]) -> list[str]:
-    """What a saved config (written in full) was written before: a default of its defense it holds no value for, or
-    the layout that kept every method's settings in one section. Filling in or dropping values today would pass a run
-    of the older behaviour off as one of today's."""
-    found = []
+def in_todays_layout(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved config as today's layout reads it. Configs once kept every method's settings in one section; the
+    settings of methods other than the one a section names are left out (the run never read them), and a setting of
+    its own saved as null, which meant "the method's default", takes that default where the method now writes it."""
+    data = copy.deepcopy(data)
     for section, shared in (("attack", AttackConfig.model_fields), ("defense", DefenseConfig.model_fields)):
         saved = data.get(section)
         settings = method_settings(section, saved.get("name")) if isinstance(saved, dict) else None
         if settings is None:
             continue  # not a saved run's config, or an unknown method; validating or building it says what is wrong
-        if set(saved) - set(shared) - set(settings.model_fields):
-            found.append(f"the per-method settings of its {section} (it holds other methods' settings)")
-        found += [f"the default {key} of its {section}" for key in sorted(set(settings.section_defaults) - set(saved))]
+        own = settings.model_fields
+        for key in [k for k in saved if k not in shared]:
+            if key not in own or (saved[key] is None and own[key].get_default(call_default_factory=True) is not None):
+                del saved[key]
+    return data
+
+
+def what_it_predates(data: dict[str, Any]) -> list[str]:
+    """The defaults of its defense a saved config (written in full) holds no value for: it was written before they
+    existed, and filling them in today would pass a run of the older behaviour off as one of today's."""
+    found = []
+    for section in ("attack", "defense"):
+        saved = data.get(section)
+        settings = method_settings(section, saved.get("name")) if isinstance(saved, dict) else None
+        if settings is not None:
+            found += [f"the default {key} of its {section}" for key in sorted(set(settings.section_defaults) - set(saved))]
     return found
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a YAML config (or the defaults), apply overrides and validate; errors name the file and the field."""
     data = read_yaml_mapping(path) if path is not None else {}
-    source = str(path) if path is not None else "defaults"
-    data = apply_overrides(data, overrides or [])
+    return validated_config(apply_overrides(data, overrides or []), str(path) if path is not None else "defaults")
+
+
+def validated_config(data: dict[str, Any], source: str) -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:

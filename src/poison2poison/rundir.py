@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ._version import __version__
-from .config import ExperimentConfig, load_config, read_yaml_mapping, what_it_predates
+from .config import ExperimentConfig, in_todays_layout, read_yaml_mapping, validated_config, what_it_predates
 from .data.types import Example, TextPair, as_records
 from .distributed import is_main_process
 from .errors import RunDirError
@@ -78,13 +78,14 @@ def run_log(run_dir: Path) -> Iterator[RunLog]:
 
 
 def saved_config_hash(run_dir: Path) -> str | None:
-    """The hash of the config a run folder holds, read back with today's defaults (None for no run); a marker that
-    matches no config where the run predates a default or the layout of today's configs."""
+    """The hash of the config a run folder holds, read back in today's layout with today's defaults (None for no
+    run); a marker that matches no config where the run predates a default of its defense."""
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
         return None
-    predates = what_it_predates(read_yaml_mapping(config_path))
-    return f"predates {' and '.join(predates)}" if predates else load_config(config_path).config_hash()
+    saved = in_todays_layout(read_yaml_mapping(config_path))
+    predates = what_it_predates(saved)
+    return f"predates {' and '.join(predates)}" if predates else validated_config(saved, str(config_path)).config_hash()
 
 
 def run_record(config: ExperimentConfig) -> dict[str, Any]:
