@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from poison2poison.bench import load_grid
 from poison2poison.config import in_todays_layout, load_config, validated_config
 from poison2poison.defenses.p2p import RobustP2PSettings
 from poison2poison.errors import ConfigError, RunDirError
@@ -67,3 +68,14 @@ def test_a_run_saved_in_the_older_layout_is_recognised_as_todays_run(tmp_path: P
         other = load_config(None, [*overrides, "seed=1"])
         with pytest.raises(RunDirError, match="its config differs"):
             claim_run_dir(tmp_path, other, hashes, "metrics.json")
+
+
+def test_every_packaged_config_and_grid_gives_each_method_only_its_own_settings() -> None:
+    root = Path(__file__).resolve().parents[1]
+    configs = sorted((root / "src" / "poison2poison" / "configs").rglob("*.yaml"))
+    grids = sorted((root / "benchmarks" / "grids").glob("*.yaml"))
+    assert configs and grids
+    for path in configs:
+        load_config(path)
+    for path in grids:
+        assert load_grid(path)
