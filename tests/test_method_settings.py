@@ -47,6 +47,15 @@ def test_p2p_plus_gives_its_defaults_and_a_setting_in_the_config_wins() -> None:
     assert load_config(None, ["defense.name=p2p"]).defense.drop_suspicious == 0  # the paper's method keeps its own
 
 
+def test_a_benign_head_other_than_the_methods_own_is_named_in_the_variant() -> None:
+    def variant(*overrides: str) -> str:
+        return load_config(None, list(overrides)).defense.variant
+
+    assert "head" not in variant("defense.name=p2p+") and "head" not in variant("defense.name=p2p")
+    assert variant("defense.name=p2p+", "defense.benign_head=random").endswith("random head)")
+    assert variant("defense.name=p2p", "defense.benign_head=plain") == "p2p(random, plain head)"
+
+
 def test_a_run_saved_in_the_older_layout_is_recognised_as_todays_run(tmp_path: Path) -> None:
     """Configs once held every method's settings in one section: the foreign ones never reached the run, and a null
     meant the method's default, so the folder holds today's run and is skipped, not refused or retrained."""

@@ -199,6 +199,9 @@ class DefenseConfig(_MethodSection):
             parts.append("drop confirmed")
         if self.oversample > 1:
             parts.append(f"oversample={self.oversample}")
+        settings = method_settings(self.section, self.name)
+        if self.benign_head != (settings.section_defaults if settings else {}).get("benign_head", "random"):
+            parts.append(f"{self.benign_head} head")
         return f"{self.name}({', '.join(parts)})"
 
 
