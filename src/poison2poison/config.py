@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Iterator, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -363,18 +363,26 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     return loaded or {}
 
 
+def _saved_methods(data: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], type[MethodSettings]]]:
+    """(section, its saved mapping, the settings class of the method it names) for the attack and the defense of a
+    saved config; a section that is not a mapping or names no known method is skipped (validating or building it
+    says what is wrong)."""
+    for section in ("attack", "defense"):
+        saved = data.get(section)
+        settings = method_settings(section, saved.get("name")) if isinstance(saved, dict) else None
+        if settings is not None:
+            yield section, saved, settings
+
+
 def in_todays_layout(data: dict[str, Any]) -> dict[str, Any]:
     """A saved config as today's layout reads it. Configs once kept every method's settings in one section; the
     settings of methods other than the one a section names are left out (the run never read them), and a setting of
     its own saved as null, which meant "the method's default", takes that default where the method now writes it."""
     data = copy.deepcopy(data)
-    for section, shared in (("attack", AttackConfig.model_fields), ("defense", DefenseConfig.model_fields)):
-        saved = data.get(section)
-        settings = method_settings(section, saved.get("name")) if isinstance(saved, dict) else None
-        if settings is None:
-            continue  # not a saved run's config, or an unknown method; validating or building it says what is wrong
+    shared_fields = {"attack": AttackConfig.model_fields, "defense": DefenseConfig.model_fields}
+    for section, saved, settings in _saved_methods(data):
         own = settings.model_fields
-        for key in [k for k in saved if k not in shared]:
+        for key in [k for k in saved if k not in shared_fields[section]]:
             if key not in own or (saved[key] is None and own[key].get_default(call_default_factory=True) is not None):
                 del saved[key]
     return data
@@ -383,13 +391,8 @@ def in_todays_layout(data: dict[str, Any]) -> dict[str, Any]:
 def what_it_predates(data: dict[str, Any]) -> list[str]:
     """The defaults of its defense a saved config (written in full) holds no value for: it was written before they
     existed, and filling them in today would pass a run of the older behaviour off as one of today's."""
-    found = []
-    for section in ("attack", "defense"):
-        saved = data.get(section)
-        settings = method_settings(section, saved.get("name")) if isinstance(saved, dict) else None
-        if settings is not None:
-            found += [f"the default {key} of its {section}" for key in sorted(set(settings.section_defaults) - set(saved))]
-    return found
+    return [f"the default {key} of its {section}" for section, saved, settings in _saved_methods(data)
+            for key in sorted(set(settings.section_defaults) - set(saved))]
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -16,7 +16,7 @@ from typing import Callable
 from ..errors import ConfigError, DataFormatError, DataNotFoundError
 from ..tasks import GENERATION_TASKS, GenerationTask, generation_task
 from .catalog import data_dir_hint, load_split, local_file
-from .readers import parse_text, read_alpaca, read_gsm8k, read_records, read_samsum, read_xsum, require_field
+from .readers import read_alpaca, read_gsm8k, read_records, read_samsum, read_xsum, required_text
 from .types import TextPair
 
 log = logging.getLogger(__name__)
@@ -119,12 +119,9 @@ READERS: dict[str, Callable[[str], list[TextPair]]] = {
 def read_pair_file(path: Path, task: GenerationTask) -> list[TextPair]:
     """The task's two fields of every record of a file; a missing or empty one names the file, line and field."""
     _, records, where = read_records(path)
-
-    def text(record: dict[str, object], line: int, field: str) -> str:
-        return parse_text(require_field(record, field, path, line, where.unit), path, line, field, where.unit)
-
-    fields = task.fields
-    return [TextPair(text(record, line, fields.source), text(record, line, fields.target)) for line, record in records]
+    source, target = task.fields.source, task.fields.target
+    return [TextPair(required_text(record, source, where, line), required_text(record, target, where, line))
+            for line, record in records]
 
 
 def load_pairs(name: str, split: str) -> list[TextPair]:

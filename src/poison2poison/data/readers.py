@@ -279,6 +279,12 @@ def read_samsum(path: str | Path) -> list[dict[str, str]]:
     return out
 
 
+def required_text(record: dict[str, Any], field: str, where: Where, line: int | None) -> str:
+    """A record's text field, present and not blank; else an error naming the file, the line (or row) and the field."""
+    path = Path(where.path)
+    return parse_text(require_field(record, field, path, line, where.unit), path, line, field, where.unit)
+
+
 def read_texts(path: str | Path, text_field: str | None = None) -> list[str]:
     """Inputs to predict: a .txt file (one text per non-blank line), or records of any supported format whose
     `text_field` holds the text (by default `sentence` or `text`, row by row)."""
@@ -290,5 +296,4 @@ def read_texts(path: str | Path, text_field: str | None = None) -> list[str]:
         return texts
     fields = Fields(text_field)
     _, records, where = read_records(path, fields)
-    return [parse_text(require_field(obj, field, path, n, where.unit), path, n, field, where.unit)
-            for n, obj in records for field in [fields.text_in(obj)]]
+    return [required_text(obj, fields.text_in(obj), where, n) for n, obj in records]
