@@ -169,8 +169,9 @@ class GenerationSteps(TaskSteps[GenerationData, PreparedPairs, BudgetReady]):
         check_generation_data(len(data.poisoned.train), len(data.test), config.defense, dataset_source(config))
         return Checked(data, input_hashes(data.poisoned.train, data.test, data.poisoned.asr_test))
 
-    def defend(self, config: ExperimentConfig, run_dir: Path, data: GenerationData) -> PreparedPairs:
-        clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
+    def defend(
+        self, config: ExperimentConfig, run_dir: Path, data: GenerationData, clean_rows: list[int]
+    ) -> PreparedPairs:
         defense = build_generation_defense(pinned_defense(config.defense, run_dir))
         return defense.prepare(data.poisoned.train, stage_rng(config.seed, "defense"), clean_rows)
 

@@ -199,7 +199,7 @@ def run_stages(
         return done
     log_file.open()
     data = checked.data
-    prepared = steps.defend(config, run_dir, data)
+    prepared = steps.defend(config, run_dir, data, [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned])
     log.info("data: %d train %s (%d poisoned), %d clean test, %d triggered test", len(data.poisoned.train),
              steps.unit, data.poisoned.poisoned_count, len(data.test), len(data.poisoned.asr_test))
     model, train_stats = steps.train(config, run_dir, data, prepared)
@@ -264,8 +264,7 @@ class ClassificationSteps(TaskSteps[ExperimentData, Defended, GuardReady]):
             identity["trusted"] = content_hash(as_records(trusted))
         return Checked(data, identity, warnings)
 
-    def defend(self, config: ExperimentConfig, run_dir: Path, data: ExperimentData) -> Defended:
-        clean_rows = [i for i, poisoned in enumerate(data.poisoned.mask) if not poisoned]
+    def defend(self, config: ExperimentConfig, run_dir: Path, data: ExperimentData, clean_rows: list[int]) -> Defended:
         defense = build_defense(pinned_defense(config.defense, run_dir), data.task)
         prepared = apply_defense(config, defense, data.poisoned.train, data.trusted, clean_rows,
                                  run_dir / "screening.json", run_dir / "filter.json")

@@ -62,8 +62,9 @@ class TaskSteps(ABC, Generic[D, P, R]):
         """Read, poison, subsample and check the data; write nothing."""
 
     @abstractmethod
-    def defend(self, config: ExperimentConfig, run_dir: Path, data: D) -> P:
-        """The run's one defense (its secret pinned), applied to the training rows."""
+    def defend(self, config: ExperimentConfig, run_dir: Path, data: D, clean_rows: list[int]) -> P:
+        """The run's one defense (its secret pinned), applied to the training rows; `clean_rows`, the rows the attack
+        left alone, serve only the oracle experiment (`defense.source: oracle`)."""
 
     @abstractmethod
     def records(self, prepared: P) -> list[list[object]]:
