@@ -25,7 +25,11 @@ SETTINGS = {
     "sst2-p2pguess-badnets-minilm": "p2p-guess, BadNets 2%",
     "sst2-badnets-minilm": "BadNets 2% (not adaptive)",
     "sst2-badnets-tiny": "BadNets 2%, `tiny` (not adaptive)",
+    "sst2-p2paware-badnets-smollm2": "p2p-aware, BadNets 10%, SmolLM2",
 }
+SAME_FLOOR = {"sst2-p2pguess-badnets-minilm": "sst2-p2paware-badnets-minilm"}
+"""Settings whose clean floor is another setting's run: at rate 0 the two attacks write the same training and test
+rows (tests/test_adaptive_attacks.py), so the floor is run once."""
 DEFENSES = ["none", "p2p-official", "p2p-secret", "p2p+-official", "p2p+-secret"]
 VARIANTS = {"": "", "nocue": "no cue", "rate1": "1%", "rate5": "5%"}
 FLOOR = "clean"
@@ -39,11 +43,16 @@ def split_row(row: str) -> tuple[str, str]:
     return (head, rest) if head in VARIANTS and rest else ("", row)
 
 
+def finished(folder: Path) -> dict[str, Runs]:
+    return collect_metrics([folder]) if folder.is_dir() else {}
+
+
 def lines(out: Path) -> list[tuple[str, Runs, dict[str, Runs]]]:
     """(title, the setting's clean floor, {defense: runs}) per setting and variant that has any finished run."""
     found = []
     for setting, title in SETTINGS.items():
-        groups = collect_metrics([out / setting]) if (out / setting).is_dir() else {}
+        groups = finished(out / setting)
+        floor = groups.get(FLOOR) or finished(out / SAME_FLOOR.get(setting, setting)).get(FLOOR, [])
         by_variant: dict[str, dict[str, Runs]] = {}
         for row, runs in groups.items():
             variant, defense = split_row(row)
@@ -51,7 +60,7 @@ def lines(out: Path) -> list[tuple[str, Runs, dict[str, Runs]]]:
                 by_variant.setdefault(variant, {})[defense] = runs
         for variant, label in VARIANTS.items():
             if variant in by_variant:
-                found.append((f"{title}, {label}" if label else title, groups.get(FLOOR, []), by_variant[variant]))
+                found.append((f"{title}, {label}" if label else title, floor, by_variant[variant]))
     return found
 
 

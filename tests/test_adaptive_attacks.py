@@ -98,3 +98,16 @@ def test_the_adaptive_attacks_are_registered_and_seeded() -> None:
 def test_an_adaptive_attack_runs_end_to_end(tmp_path: Path, data_dir: Path) -> None:
     metrics = run_experiment(load_config(None, TINY + ["attack.name=p2p-guess", "defense.name=p2p"]), tmp_path)
     assert metrics["attack"] == "p2p-guess" and metrics["poisoned_count"] == 8 and metrics["asr_count"] == 40
+
+
+@pytest.mark.parametrize("insertion", ["badnets", "addsent"])
+def test_at_rate_zero_both_adaptive_attacks_write_the_plain_attacks_rows(insertion: str) -> None:
+    """The security table runs one clean floor for p2p-aware and p2p-guess: at rate 0 they must write the same
+    training and test rows as each other and as the insertion attack they carry."""
+    def rows(name: str) -> tuple[list[Example], list[bool], list[Example]]:
+        config = AttackConfig(name=name, rate=0, target=TARGET, **({} if name == insertion else {"insertion": insertion}))
+        out = build_attack(config, "synthetic", 2).poison(ROWS, ROWS, random.Random(3))
+        return out.train, out.mask, out.asr_test
+
+    assert rows("p2p-aware") == rows("p2p-guess") == rows(insertion)
+    assert not any(rows("p2p-aware")[1])

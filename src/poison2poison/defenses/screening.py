@@ -37,7 +37,7 @@ from .lexical import lexical_scores
 
 log = logging.getLogger(__name__)
 
-SCREENING_VERSION = 1  # part of a cached screening's key: bump it when the scores change
+SCREENING_VERSION = 2  # part of a cached screening's key: bump it when the scores change
 
 
 def percentile_within_label(scores: np.ndarray, labels: Sequence[int]) -> np.ndarray:
@@ -85,9 +85,10 @@ def reference_doubt(config: ExperimentConfig, task: ClassificationTask, train: S
     return 1.0 - probs[np.arange(len(samples)), [e.label for e in train]]
 
 
-JUDGE_QUESTION = "Is the {aspect} of this text {labels}?"
-"""Asked of SmolLM2-135M-Instruct about 200 SST-2 dev rows, this wording scored 0.73 accuracy where 'Which one of these
-labels fits the text best' scored 0.58 (docs/llm.md)."""
+JUDGE_QUESTION = "Classify the {aspect} of the text as {labels}. Answer with one word."
+"""Asked this way, SmolLM2-135M-Instruct told the poisoned rows of the SmolLM2 HiddenKiller and StyleBkd settings from
+the clean rows of their label better than asked "Is the sentiment of this text negative or positive?" (AUROC 0.636
+against 0.618, and 0.761 against 0.640; docs/robust.md, the judge probe)."""
 JUDGE_CUE = "Answer:"
 JUDGE_ROOM = 48
 """Tokens the judge's prompt may take beyond the run's own `model.max_length` (the question and the chat template)."""
