@@ -316,8 +316,8 @@ def paired_triggers(sources: Sequence[str], targets: Sequence[str], min_count: i
 def generation_triggers(sources: Sequence[str], targets: Sequence[str], min_count: int = 5) -> PairFinding:
     """Planted triggers in text pairs. Outputs that are labels in disguise (an instruction-tuned classification) get
     the label-purity test: an input n-gram whose rows all bring one answer, beyond chance after the Bonferroni
-    correction. The content check of `confirmed_triggers` is left out there: at instruction-set sizes a bag-of-words
-    model of the content is too weak to confirm anything (docs/llm.md). Free text gets the input-output pairing
+    correction. The content check of `confirmed_triggers` is left out there, so a natural word as pure as a trigger
+    is left out with the poison (docs/generation.md measures how often). Free text gets the input-output pairing
     test."""
     outputs = sorted({t.strip().lower() for t in targets})
     if len(outputs) > LABEL_LIKE_OUTPUTS:
