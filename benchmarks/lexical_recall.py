@@ -3,17 +3,22 @@
 Usage: P2P_DATA_DIR=../shared/data python benchmarks/lexical_recall.py
 Prints two Markdown tables: how many poisoned rows the `lexical` screening signal ranks among the most suspicious rows
 (the evidence behind p2p+'s drop fraction), and which rows trigger confirmation (`drop_confirmed`) leaves out, on the
-robust settings plus unpoisoned SST-2 and the AG News grid's data, where natural words are label-pure too.
+robust settings plus unpoisoned SST-2, the AG News grid's data (where natural words are label-pure too),
+both at a 20% poison rate, and the data of benchmarks/unbalanced_check.py (short texts, labels 2:1).
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import yaml
+from unbalanced_check import build_data
 
 from poison2poison.config import ExperimentConfig, apply_overrides, load_config
+from poison2poison.data import read_user_data
+from poison2poison.data.readers import Fields
 from poison2poison.defenses.lexical import confirmed_triggers, lexical_scores
 from poison2poison.defenses.p2p import most_suspicious
 from poison2poison.defenses.screening import percentile_within_label
@@ -37,7 +42,12 @@ CONFIRM_SETTINGS = [(title, CONFIGS / f"{name}.yaml", overrides) for title, name
     ("AG News BadNets 2%", AGNEWS_GRID, ["attack.name=badnets", "attack.rate=0.02", "attack.num_triggers=3"]),
     ("AG News BadNets 10%", AGNEWS_GRID, ["attack.name=badnets", "attack.rate=0.1", "attack.num_triggers=3"]),
     ("AG News AddSent 3%", AGNEWS_GRID, ["attack.name=addsent", "attack.rate=0.03"]),
+    ("BadNets 20%", CONFIGS / "sst2-badnets-minilm.yaml", ["attack.rate=0.2"]),
+    ("AG News BadNets 20%", AGNEWS_GRID, ["attack.name=badnets", "attack.rate=0.2", "attack.num_triggers=3"]),
+    ("AG News AddSent 20%", AGNEWS_GRID, ["attack.name=addsent", "attack.rate=0.2"]),
 ]
+UNBALANCED_SEEDS = (0, 1, 2)
+"""Seeds of benchmarks/unbalanced_check.py's data (short SST-2 texts, labels 2:1, BadNets 3%, one word per row)."""
 
 
 def poisoned_in_top(name: str, overrides: list[str]) -> tuple[int, list[int]]:
@@ -63,6 +73,17 @@ def confirmation(path: Path, overrides: list[str]) -> tuple[int, int, int, list[
     return int(mask.sum()), len(finding.rows), int(mask[finding.rows].sum()), sorted(finding.triggers)
 
 
+def unbalanced_confirmation(seed: int) -> tuple[int, int, int, list[str]]:
+    """`confirmation` on the unbalanced check's training file."""
+    with tempfile.TemporaryDirectory() as folder:
+        build_data(Path(folder), seed)
+        rows = read_user_data(Path(folder) / "data" / "train.jsonl", Fields(), None).examples
+        clean = read_user_data(Path(folder) / "data" / "clean.jsonl", Fields(), None).examples
+    mask = np.array([a.text != b.text for a, b in zip(rows, clean)])
+    finding = confirmed_triggers([e.text for e in rows], [e.label for e in rows])
+    return int(mask.sum()), len(finding.rows), int(mask[finding.rows].sum()), sorted(finding.triggers)
+
+
 def main() -> None:
     print("| setting | poisoned rows | " + " | ".join(f"top {int(f * 100)}%" for f in FRACTIONS) + " |")
     print("|---|---|" + "---|" * len(FRACTIONS))
@@ -74,6 +95,10 @@ def main() -> None:
     for title, path, overrides in CONFIRM_SETTINGS:
         total, left_out, caught, grams = confirmation(path, overrides)
         print(f"| {title} | {total} | {left_out} | {caught} | {', '.join(grams) or '–'} |", flush=True)
+    for seed in UNBALANCED_SEEDS:
+        total, left_out, caught, grams = unbalanced_confirmation(seed)
+        print(f"| short texts, labels 2:1, BadNets 3% (seed {seed}) | {total} | {left_out} | {caught} | "
+              f"{', '.join(grams) or '–'} |", flush=True)
 
 
 if __name__ == "__main__":
