@@ -103,9 +103,7 @@ def label_pure_ngrams(grams: Sequence[set[str]], labels: Sequence[int], min_coun
 def content_disagreement(texts: Sequence[str], labels: Sequence[int], hidden_words: set[str]) -> np.ndarray:
     """Per row: whether a bag-of-words classifier blind to `hidden_words`, fitted on the other folds, predicts another
     label than the row's. A row's fold comes from a hash of its text, so the order of the rows does not decide the
-    folds, and a duplicated row never helps predict itself. The classifier weighs the labels equally: one that leans
-    to the majority label disagrees with most minority rows, and hides a trigger aimed at the minority label among
-    them (on short texts with labels 2:1, its typical disagreement with positive rows was 0.53)."""
+    folds, and a duplicated row never helps predict itself."""
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -121,7 +119,7 @@ def content_disagreement(texts: Sequence[str], labels: Sequence[int], hidden_wor
         held_out, fitted = folds == fold, folds != fold
         if not held_out.any() or len(set(labels_arr[fitted])) < 2:
             continue  # nothing to score, or nothing to learn from: no evidence either way
-        model = LogisticRegression(max_iter=2000, class_weight="balanced").fit(features[fitted], labels_arr[fitted])
+        model = LogisticRegression(max_iter=2000).fit(features[fitted], labels_arr[fitted])
         disagrees[held_out] = model.predict(features[held_out]) != labels_arr[held_out]
     return disagrees
 
