@@ -1,15 +1,16 @@
 """`p2p defend` on data unlike the SST-2 it was tuned on: short texts, labels 2:1, BadNets at 3%, as a user meets it.
 
-Usage: P2P_DATA_DIR=../shared/data python benchmarks/unbalanced_check.py OUT [--seed S] [--rows ROW ...]
+Usage: P2P_DATA_DIR=../shared/data python benchmarks/unbalanced_check.py OUT [--seed S] [--rate R] [--epochs E]
+       [--rows ROW ...]
 Builds a labelled file from SST-2's short sentences (at most 14 words; 1,000 negative and 500 positive rows, the
-minority label as the attack's target), poisons 3% of it with BadNets (the package's attack: one rare word per row,
-relabelled positive), and writes OUT/data/train.jsonl. Each row is then one `defend()` into OUT/ROW, exactly the
-path of `p2p defend --data OUT/data/train.jsonl --model minilm --task sentiment --set train.epochs=2
+minority label as the attack's target), poisons a share R of it (default 3%) with BadNets (the package's attack: one
+rare word per row, relabelled positive), and writes OUT/seedS/data/train.jsonl. Each row is then one `defend()` into OUT/ROW, exactly the
+path of `p2p defend --data OUT/seedS/data/train.jsonl --model minilm --task sentiment --set train.epochs=E (default 2)
 --set model.freeze_embeddings=true --set ...`, and is scored through `DefendedModel` (so with the defense's trigger and
 projection) on a 2:1 test set of short SST-2 test sentences (CA) and on its negative rows with a trigger word (ASR).
 Rows: `clean` (the same file without its poison: the floor), `none`, `default` (`p2p+` as `p2p defend` runs it),
 `random-head` (`p2p+` with `defense.benign_head=random`). Finished rows are reused; the table is printed at the end and
-written to OUT/table.md.
+written to OUT/seedS/table.md.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from poison2poison.io import atomic_write_json, atomic_write_jsonl, atomic_write
 MAX_WORDS = 14
 TRAIN_COUNTS = {0: 1000, 1: 500}
 TEST_COUNTS = {0: 300, 1: 150}
-TARGET, RATE = 1, 0.03
-BASE = ["train.epochs=2", "model.freeze_embeddings=true"]
+TARGET = 1
 ROWS = {
     "clean": ["defense.name=none"],
     "none": ["defense.name=none"],
@@ -50,11 +50,11 @@ def write_jsonl(path: Path, rows: list[Example]) -> None:
     atomic_write_jsonl(path, ({"text": e.text, "label": e.label} for e in rows))
 
 
-def build_data(out: Path, seed: int) -> tuple[list[Example], list[Example]]:
+def build_data(out: Path, seed: int, rate: float = 0.03) -> tuple[list[Example], list[Example]]:
     """Writes OUT/data/{train,clean}.jsonl; returns (clean test rows, triggered non-target test rows)."""
     rng = random.Random(seed)
     train, test = short_unbalanced("train", TRAIN_COUNTS, rng), short_unbalanced("test", TEST_COUNTS, rng)
-    attack = build_attack(AttackConfig(name="badnets", rate=RATE, target=TARGET, num_triggers=1), "sst2", 2)
+    attack = build_attack(AttackConfig(name="badnets", rate=rate, target=TARGET, num_triggers=1), "sst2", 2)
     poisoned = attack.poison(train, test, rng)
     write_jsonl(out / "data" / "train.jsonl", poisoned.train)
     write_jsonl(out / "data" / "clean.jsonl", train)
@@ -76,14 +76,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=0.03)
+    parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--rows", nargs="*", choices=list(ROWS), default=list(ROWS))
     args = parser.parse_args()
     out = args.out / f"seed{args.seed}"
-    test, triggered = build_data(out, args.seed)
+    test, triggered = build_data(out, args.seed, args.rate)
+    base = [f"train.epochs={args.epochs}", "model.freeze_embeddings=true", f"seed={args.seed}"]
     lines = ["| row | CA | ASR | share of clean test rows answered positive (truth 0.333) |", "|---|---|---|---|"]
     for row in args.rows:
         data = out / "data" / ("clean.jsonl" if row == "clean" else "train.jsonl")
-        config = load_config(None, ["defense.name=p2p+", *BASE, f"seed={args.seed}", *ROWS[row]])
+        config = load_config(None, ["defense.name=p2p+", *base, *ROWS[row]])
         defend(data, "minilm", out / row, config=config, task="sentiment")
         result = score(out / row, test, triggered)
         atomic_write_json(out / row / "check.json", result)
