@@ -184,7 +184,14 @@ def test_defend_and_predict_from_python_and_cli(tmp_path: Path, data_dir: Path) 
     config = load_config(None, TINY + ["defense.name=p2p+", "defense.screen=[lexical]"])
     out = defend(data, "tiny", tmp_path / "defended", config, task="sentiment")
     assert (out / "screening.json").is_file()  # robust P2P screened the user's rows and dropped its share
-    assert read_json(out / "p2p.json")["defense_details"]["dropped_count"] == round(50 * RobustP2PSettings.section_defaults["drop_suspicious"])
+    dropped = read_json(out / "p2p.json")["defense_details"]["dropped_count"]
+    assert dropped == round(50 * RobustP2PSettings.section_defaults["drop_suspicious"])
+    mine = [json.loads(line) for line in data.read_text().splitlines()]
+    left_out = [json.loads(line) for line in (out / "left_out.jsonl").read_text().splitlines()]
+    assert len(left_out) == dropped  # every row left out is listed, with where it is in the user's file and why
+    for record in left_out:
+        assert {"text": record["text"], "label": record["label"]} == mine[record["row"] - 1]
+        assert record["reason"].startswith(("among the most suspicious 10% of rows", "carries the confirmed trigger"))
     model = DefendedModel.load(out)
     assert model.spec.trigger and model.spec.num_outputs == 4
     labels = model.predict(["a gripping film", "a dull mess"])

@@ -22,10 +22,10 @@ from .data.readers import Fields, LabelledRows
 from .data.types import as_records
 from .datachecks import check_classification_data
 from .defenses import build_defense, defense_class
-from .defenses.runner import apply_defense, trusted_rows
+from .defenses.runner import apply_defense, left_out_records, trusted_rows
 from .errors import ConfigError, ModelSetupError
 from .inference import generate_texts, predict
-from .io import content_hash
+from .io import atomic_write_jsonl, content_hash
 from .manifest import (
     ClassifierManifest,
     GeneratorManifest,
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DEFENSE = "defense.name=p2p+"
 """What `defend` applies when no config names a defense: robust P2P (docs/robust.md)."""
+LEFT_OUT = "left_out.jsonl"
+"""In a defended model's folder: the user's rows the defense left out of training, each with why."""
 DEFAULT_TRIGGER = "secret"
 """What `defend` uses when no config names a trigger: the published one lets an attacker who knows P2P plant a
 backdoor that fires through it (docs/security.md)."""
@@ -84,7 +86,7 @@ def defend(
     trigger is private) holds model/, p2p.json (with the trigger: keep it private), config.yaml, run.json and
     log.txt, and secret.json for a 'secret' trigger without a seed, so that an interrupted run resumes with it. A
     folder holding a model of other data or settings is refused unless `force`; the same data and settings again
-    find the model made.
+    find the model made. Rows the defense leaves out of training are listed, each with why, in left_out.jsonl.
     """
     out = Path(out)
     config = with_default_trigger(config or load_config(None, [DEFAULT_DEFENSE]))
@@ -117,6 +119,10 @@ def defend(
             config, defense, rows.examples, trusted, screening_path=out / "screening.json",
             filter_path=out / "filter.json",
         )
+        if prepared.dropped_rows:
+            atomic_write_jsonl(out / LEFT_OUT, left_out_records(rows.examples, prepared, config.defense, rows.label_names))
+            log.info("%d of %d rows left out of training; %s lists them and why", len(prepared.dropped_rows),
+                     len(rows.examples), LEFT_OUT)
         train_model(config, chosen_task, prepared, out, str(data))
         write_manifest(out, manifest(config, defense, prepared))
         log.info("defended model saved to %s in %.0f s", out, time.perf_counter() - started)

@@ -92,12 +92,16 @@ def defend(
 ) -> None:
     """Apply robust P2P (`p2p+`) with a secret trigger to your own data and save a defended model; `p2p predict`
     applies the trigger."""
-    from .api import DEFAULT_DEFENSE
+    from .api import DEFAULT_DEFENSE, LEFT_OUT
     from .api import defend as defend_data
 
     overrides = [*([] if config else [DEFAULT_DEFENSE]), *(set_ or [])]
     folder = defend_data(data, model, out, load_config(config, overrides), task, force, Fields(text_field, label_field))
     print(f"defended model: {folder}  (p2p.json holds the benign trigger: keep it private)")
+    left_out = folder / LEFT_OUT
+    if left_out.is_file():
+        count = len(left_out.read_text(encoding="utf-8").splitlines())
+        print(f"{count} rows of {data} were left out of training as suspicious: {left_out} lists them and why")
 
 
 @app.command()

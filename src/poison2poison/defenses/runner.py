@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import ExperimentConfig, ModelConfig, TrainConfig
+from ..config import DefenseConfig, ExperimentConfig, ModelConfig, TrainConfig
 from ..data.catalog import read_user_data
 from ..data.types import Example, as_records
 from ..distributed import is_main_process
@@ -30,6 +30,7 @@ from ..tasks import ClassificationTask
 from ..training import fit_language_model, fit_throwaway_model
 from . import Defense, DefenseContext, GuardContext, PreparedTrain, Reference
 from .base import DefenseTimings, InputGuard, Perplexity
+from .lexical import row_ngrams
 from .screening import SCREENING_VERSION, screen_rows
 
 log = logging.getLogger(__name__)
@@ -202,3 +203,23 @@ def _read_keyed(place: Path | None, key: str) -> dict[str, Any] | None:
         return None
     log.info("already computed; reading %s", place)
     return saved
+
+
+def left_out_records(
+    train: list[Example], prepared: PreparedTrain, config: DefenseConfig, label_names: tuple[str, ...] | None,
+) -> list[dict[str, Any]]:
+    """One record per training row the defense left out, and why: a user's row is never dropped unseen. `row` counts
+    the data's records from 1 (a header line is not a record)."""
+    triggers = prepared.details.get("confirmed_triggers") or {}
+    ranked = f"among the most suspicious {config.drop_suspicious:.0%} of rows (screening: {', '.join(config.screen)})"
+    records = []
+    for i in prepared.dropped_rows:
+        row = train[i]
+        carried = sorted(g for g in row_ngrams(row.text) if triggers.get(g) == row.label)
+        if carried:
+            reason = "carries the confirmed trigger " + ", ".join(f"'{g}'" for g in carried)
+        else:
+            reason = ranked if config.drop_suspicious else f"left out by {config.name}"
+        label = label_names[row.label] if label_names else row.label
+        records.append({"row": i + 1, "text": row.text, "label": label, "reason": reason})
+    return records
