@@ -16,10 +16,12 @@ written to OUT/seedS/table.md.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 from pathlib import Path
 
 from poison2poison import DefendedModel, defend, load_config
+from poison2poison.api import LEFT_OUT
 from poison2poison.attacks import build_attack
 from poison2poison.config import AttackConfig
 from poison2poison.data import load_split
@@ -61,6 +63,19 @@ def build_data(out: Path, seed: int, rate: float = 0.03) -> tuple[list[Example],
     return test, poisoned.asr_test
 
 
+def poisoned_left_out(folder: Path, data: Path) -> str:
+    """'K of P': how many of the P poisoned rows (those that differ from the clean file's row) are among the rows
+    `defend` left out of training (its left_out.jsonl); '–' where it left nothing out."""
+    listed = folder / LEFT_OUT
+    if not listed.is_file():
+        return "–"
+    clean = [json.loads(line)["text"] for line in (data / "clean.jsonl").read_text().splitlines()]
+    poisoned = {i + 1 for i, line in enumerate((data / "train.jsonl").read_text().splitlines())
+                if json.loads(line)["text"] != clean[i]}
+    rows = {json.loads(line)["row"] for line in listed.read_text().splitlines()}
+    return f"{len(rows & poisoned)} of {len(poisoned)}"
+
+
 def score(folder: Path, test: list[Example], triggered: list[Example]) -> dict[str, float]:
     model = DefendedModel.load(folder)
     clean = model.predict_ids([e.text for e in test])
@@ -83,7 +98,8 @@ def main() -> None:
     out = args.out / f"seed{args.seed}"
     test, triggered = build_data(out, args.seed, args.rate)
     base = [f"train.epochs={args.epochs}", "model.freeze_embeddings=true", f"seed={args.seed}"]
-    lines = ["| row | CA | ASR | share of clean test rows answered positive (truth 0.333) |", "|---|---|---|---|"]
+    lines = ["| row | CA | ASR | share of clean test rows answered positive (truth 0.333) | poisoned rows left out |",
+             "|---|---|---|---|---|"]
     for row in args.rows:
         data = out / "data" / ("clean.jsonl" if row == "clean" else "train.jsonl")
         config = load_config(None, ["defense.name=p2p+", *base, *ROWS[row]])
@@ -91,7 +107,8 @@ def main() -> None:
         result = score(out / row, test, triggered)
         atomic_write_json(out / row / "check.json", result)
         lines.append(f"| {row} | {result['clean_accuracy']:.3f} (n={len(test)}) | "
-                     f"{result['attack_success_rate']:.3f} (n={len(triggered)}) | {result['predicted_positive']:.3f} |")
+                     f"{result['attack_success_rate']:.3f} (n={len(triggered)}) | {result['predicted_positive']:.3f} | "
+                     f"{poisoned_left_out(out / row, out / 'data')} |")
         print(lines[-1], flush=True)
     atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
