@@ -9,7 +9,8 @@ path of `p2p defend --data OUT/seedS/data/train.jsonl --model minilm --task sent
 --set model.freeze_embeddings=true --set ...`, and is scored through `DefendedModel` (so with the defense's trigger and
 projection) on a 2:1 test set of short SST-2 test sentences (CA) and on its negative rows with a trigger word (ASR).
 Rows: `clean` (the same file without its poison: the floor), `none`, `default` (`p2p+` as `p2p defend` runs it),
-`random-head` (`p2p+` with `defense.benign_head=random`). Finished rows are reused; the table is printed at the end and
+`random-head` (`p2p+` with `defense.benign_head=random`), and on the unpoisoned file paper P2P with the plain head
+(`clean-paper`) and `p2p+` (`clean-default`), to tell what each step costs. Finished rows are reused; the table is printed at the end and
 written to OUT/seedS/table.md.
 """
 
@@ -37,7 +38,11 @@ ROWS = {
     "none": ["defense.name=none"],
     "default": [],
     "random-head": ["defense.benign_head=random"],
+    "clean-paper": ["defense.name=p2p", "defense.benign_head=plain"],
+    "clean-default": [],
 }
+"""Rows named clean* train on the file without its poison: what P2P's benign context (`clean-paper`) and then
+`p2p+`'s drop (`clean-default`) cost the model by themselves."""
 
 
 def short_unbalanced(split: str, counts: dict[int, int], rng: random.Random) -> list[Example]:
@@ -101,7 +106,7 @@ def main() -> None:
     lines = ["| row | CA | ASR | share of clean test rows answered positive (truth 0.333) | poisoned rows left out |",
              "|---|---|---|---|---|"]
     for row in args.rows:
-        data = out / "data" / ("clean.jsonl" if row == "clean" else "train.jsonl")
+        data = out / "data" / ("clean.jsonl" if row.startswith("clean") else "train.jsonl")
         config = load_config(None, ["defense.name=p2p+", *base, *ROWS[row]])
         defend(data, "minilm", out / row, config=config, task="sentiment")
         result = score(out / row, test, triggered)
