@@ -9,16 +9,14 @@ both at a 20% poison rate, and the data of benchmarks/unbalanced_check.py (short
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import yaml
-from unbalanced_check import build_data
+from unbalanced_check import unbalanced_data
 
 from poison2poison.config import ExperimentConfig, apply_overrides, load_config
-from poison2poison.data import read_user_data
-from poison2poison.data.readers import Fields
+from poison2poison.data.types import Example
 from poison2poison.defenses.lexical import confirmed_triggers, lexical_scores
 from poison2poison.defenses.p2p import most_suspicious
 from poison2poison.defenses.screening import percentile_within_label
@@ -68,19 +66,18 @@ def setting_config(path: Path, overrides: list[str]) -> ExperimentConfig:
 def confirmation(path: Path, overrides: list[str]) -> tuple[int, int, int, list[str]]:
     """(poisoned rows, rows left out, poisoned among them, confirmed n-grams)."""
     data = prepare_data(setting_config(path, overrides)).poisoned
-    finding = confirmed_triggers([e.text for e in data.train], [e.label for e in data.train])
-    mask = np.asarray(data.mask, dtype=bool)
-    return int(mask.sum()), len(finding.rows), int(mask[finding.rows].sum()), sorted(finding.triggers)
+    return confirmation_of(data.train, data.mask)
 
 
 def unbalanced_confirmation(seed: int) -> tuple[int, int, int, list[str]]:
-    """`confirmation` on the unbalanced check's training file."""
-    with tempfile.TemporaryDirectory() as folder:
-        build_data(Path(folder), seed)
-        rows = read_user_data(Path(folder) / "data" / "train.jsonl", Fields(), None).examples
-        clean = read_user_data(Path(folder) / "data" / "clean.jsonl", Fields(), None).examples
-    mask = np.array([a.text != b.text for a, b in zip(rows, clean)])
-    finding = confirmed_triggers([e.text for e in rows], [e.label for e in rows])
+    """`confirmation` on the unbalanced check's training rows."""
+    data = unbalanced_data(seed)
+    return confirmation_of(data.train, data.mask)
+
+
+def confirmation_of(train: list[Example], poisoned: list[bool]) -> tuple[int, int, int, list[str]]:
+    finding = confirmed_triggers([e.text for e in train], [e.label for e in train])
+    mask = np.asarray(poisoned, dtype=bool)
     return int(mask.sum()), len(finding.rows), int(mask[finding.rows].sum()), sorted(finding.triggers)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 from poison2poison import DefendedModel, defend, load_config
@@ -52,33 +53,40 @@ def short_unbalanced(split: str, counts: dict[int, int], rng: random.Random) -> 
     return chosen
 
 
+@dataclass
+class UnbalancedData:
+    clean: list[Example]
+    """The training rows before the attack."""
+    train: list[Example]
+    mask: list[bool]
+    """Which training rows the attack poisoned."""
+    test: list[Example]
+    triggered: list[Example]
+    """Triggered non-target test rows."""
+
+
+def unbalanced_data(seed: int, rate: float = 0.03) -> UnbalancedData:
+    """The short, 2:1 training and test rows of a seed, the training rows poisoned with one BadNets word each."""
+    rng = random.Random(seed)
+    clean, test = short_unbalanced("train", TRAIN_COUNTS, rng), short_unbalanced("test", TEST_COUNTS, rng)
+    attack = build_attack(AttackConfig(name="badnets", rate=rate, target=TARGET, num_triggers=1), "sst2", 2)
+    poisoned = attack.poison(clean, test, rng)
+    return UnbalancedData(clean, poisoned.train, poisoned.mask, test, poisoned.asr_test)
+
+
 def write_jsonl(path: Path, rows: list[Example]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(path, ({"text": e.text, "label": e.label} for e in rows))
 
 
-def build_data(out: Path, seed: int, rate: float = 0.03) -> tuple[list[Example], list[Example]]:
-    """Writes OUT/data/{train,clean}.jsonl; returns (clean test rows, triggered non-target test rows)."""
-    rng = random.Random(seed)
-    train, test = short_unbalanced("train", TRAIN_COUNTS, rng), short_unbalanced("test", TEST_COUNTS, rng)
-    attack = build_attack(AttackConfig(name="badnets", rate=rate, target=TARGET, num_triggers=1), "sst2", 2)
-    poisoned = attack.poison(train, test, rng)
-    write_jsonl(out / "data" / "train.jsonl", poisoned.train)
-    write_jsonl(out / "data" / "clean.jsonl", train)
-    return test, poisoned.asr_test
-
-
-def poisoned_left_out(folder: Path, data: Path) -> str:
-    """'K of P': how many of the P poisoned rows (those that differ from the clean file's row) are among the rows
-    `defend` left out of training (its left_out.jsonl); '–' where it left nothing out."""
+def poisoned_left_out(folder: Path, mask: list[bool]) -> str:
+    """'K of P': how many of the P poisoned rows are among the rows `defend` left out of training (its
+    left_out.jsonl, rows counted from 1); '–' where it left nothing out."""
     listed = folder / LEFT_OUT
     if not listed.is_file():
         return "–"
-    clean = [json.loads(line)["text"] for line in (data / "clean.jsonl").read_text().splitlines()]
-    poisoned = {i + 1 for i, line in enumerate((data / "train.jsonl").read_text().splitlines())
-                if json.loads(line)["text"] != clean[i]}
     rows = {json.loads(line)["row"] for line in listed.read_text().splitlines()}
-    return f"{len(rows & poisoned)} of {len(poisoned)}"
+    return f"{sum(mask[row - 1] for row in rows)} of {sum(mask)}"
 
 
 def score(folder: Path, test: list[Example], triggered: list[Example]) -> dict[str, float]:
@@ -101,19 +109,22 @@ def main() -> None:
     parser.add_argument("--rows", nargs="*", choices=list(ROWS), default=list(ROWS))
     args = parser.parse_args()
     out = args.out / f"seed{args.seed}"
-    test, triggered = build_data(out, args.seed, args.rate)
+    data = unbalanced_data(args.seed, args.rate)
+    write_jsonl(out / "data" / "train.jsonl", data.train)
+    write_jsonl(out / "data" / "clean.jsonl", data.clean)
+    test, triggered = data.test, data.triggered
     base = [f"train.epochs={args.epochs}", "model.freeze_embeddings=true", f"seed={args.seed}"]
     lines = ["| row | CA | ASR | share of clean test rows answered positive (truth 0.333) | poisoned rows left out |",
              "|---|---|---|---|---|"]
     for row in args.rows:
-        data = out / "data" / ("clean.jsonl" if row.startswith("clean") else "train.jsonl")
+        path = out / "data" / ("clean.jsonl" if row.startswith("clean") else "train.jsonl")
         config = load_config(None, ["defense.name=p2p+", *base, *ROWS[row]])
-        defend(data, "minilm", out / row, config=config, task="sentiment")
+        defend(path, "minilm", out / row, config=config, task="sentiment")
         result = score(out / row, test, triggered)
         atomic_write_json(out / row / "check.json", result)
         lines.append(f"| {row} | {result['clean_accuracy']:.3f} (n={len(test)}) | "
                      f"{result['attack_success_rate']:.3f} (n={len(triggered)}) | {result['predicted_positive']:.3f} | "
-                     f"{poisoned_left_out(out / row, out / 'data')} |")
+                     f"{poisoned_left_out(out / row, [] if row.startswith('clean') else data.mask)} |")
         print(lines[-1], flush=True)
     atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
