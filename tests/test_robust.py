@@ -25,6 +25,7 @@ from poison2poison.errors import ConfigError
 from poison2poison.io import read_json
 from poison2poison.pipeline import prepare_data, run_experiment
 from poison2poison.tasks import SENTIMENT
+from tests.test_lexical import _labelled_corpus, _poison
 from tests.test_p2p import defended
 
 WORDS = "good bad film plot actor scene story music slow fun dull sharp long short warm cold".split()
@@ -229,6 +230,26 @@ def test_p2p_plus_fills_the_robust_defaults_but_keeps_explicit_settings() -> Non
     assert own.screen == ["lexical"] and own.drop_suspicious == 0
     paper = load_config(None, ["defense.name=p2p"]).defense
     assert paper.screen == [] and paper.drop_suspicious == 0
+
+
+def test_p2p_plus_fits_the_reference_only_where_confirmation_finds_no_trigger() -> None:
+    """A confirmed trigger means the poison is n-grams, which the lexical signal ranks on its own: the reference
+    fine-tune is skipped. Where nothing is confirmed (a style or paraphrase trigger looks like clean data) it runs."""
+    config = load_config(None, [
+        "model.tiny_hidden_size=32", "model.tiny_layers=1", "model.tiny_vocab_size=400", "model.max_length=16",
+        "train.batch_size=32", "defense.name=p2p+", "defense.screen_epochs=0.5",
+    ])
+    clean = _labelled_corpus(400)
+    poisoned, rows = _poison(clean, 30, "cf")
+    suspicion, seconds = screen_rows(config, SENTIMENT, poisoned)
+    assert set(seconds) == {"confirmation", "lexical"}
+    assert set(np.argsort(-suspicion, kind="stable")[:30].tolist()) == rows
+    _, seconds = screen_rows(config, SENTIMENT, clean)
+    assert set(seconds) == {"confirmation", "lexical", "reference"}
+    always = config.model_copy(update={"defense": config.defense.model_copy(
+        update={"skip_reference_when_confirmed": False})})
+    _, seconds = screen_rows(always, SENTIMENT, poisoned)
+    assert set(seconds) == {"lexical", "reference"}
 
 
 def test_reference_screening_is_reproducible(data_dir: Path) -> None:

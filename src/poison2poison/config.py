@@ -147,6 +147,10 @@ class DefenseConfig(_MethodSection):
         description="signals that score each row's suspicion: label-pure n-grams, a short reference fine-tune, a "
         "pretrained instruct LLM's zero-shot doubt of each label",
     )
+    skip_reference_when_confirmed: bool = Field(
+        False, description="leave the `reference` signal out where trigger confirmation finds a trigger: the poison "
+        "is then words or a sentence, which the other signals rank and confirmation drops (docs/robust.md)",
+    )
     judge_model: str = Field("smollm2", description="the instruct LLM that judges each row's label zero-shot")
     screen_model: str | None = Field(None, description="reference model; default: model.name")
     screen_epochs: float = Field(1.0, gt=0)
@@ -191,6 +195,8 @@ class DefenseConfig(_MethodSection):
             parts.append(f"trusted={self.trusted_size}")
         if self.screen:
             parts.append("screen=" + "+".join(self.screen))
+            if self.skip_reference_when_confirmed and "reference" in self.screen:
+                parts.append("reference unless confirmed")
             if self.screen_pool < 1:
                 parts.append(f"pool={self.screen_pool:g}")
         if self.drop_suspicious:

@@ -159,7 +159,7 @@ def language_model_perplexity(config: ExperimentConfig, texts: list[str]) -> Per
 
 
 SCREEN_CACHE_ENV = "P2P_CACHE_DIR"
-SCREEN_FIELDS = ("screen", "screen_model", "screen_epochs", "screen_learning_rate", "screen_min_count", "judge_model")
+SCREEN_FIELDS = ("screen", "skip_reference_when_confirmed", "screen_model", "screen_epochs", "screen_learning_rate", "screen_min_count", "judge_model")
 
 
 def screening_key(config: ExperimentConfig, train: list[Example]) -> str:
@@ -211,7 +211,8 @@ def left_out_records(
     """One record per training row the defense left out, and why: a user's row is never dropped unseen. `row` counts
     the data's records from 1 (a header line is not a record)."""
     triggers = prepared.details.get("confirmed_triggers") or {}
-    ranked = f"among the most suspicious {config.drop_suspicious:.0%} of rows (screening: {', '.join(config.screen)})"
+    used = [signal for signal in config.screen if signal in prepared.timings.screening] or config.screen
+    ranked = f"among the most suspicious {config.drop_suspicious:.0%} of rows (screening: {', '.join(used)})"
     records = []
     for i in prepared.dropped_rows:
         row = train[i]

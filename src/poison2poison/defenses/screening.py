@@ -33,7 +33,7 @@ from ..models import build_model
 from ..prompting import Sample
 from ..tasks import ClassificationTask
 from ..training import fit_throwaway_model
-from .lexical import lexical_scores
+from .lexical import confirmed_triggers, lexical_scores
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,24 @@ SIGNALS = {
 """Each screening signal: (config, task, rows) -> a score per row, higher = more suspicious."""
 
 
+def signals_to_compute(config: ExperimentConfig, train: Sequence[Example], seconds: dict[str, float]) -> list[str]:
+    """The configured signals, less `reference` where `skip_reference_when_confirmed` holds and trigger confirmation
+    finds a trigger. A confirmed trigger says the poison is words or a sentence: the lexical signal ranks its rows
+    at the top and confirmation drops them all, so the reference fine-tune, most of the screening's cost, adds no
+    recall (docs/robust.md, a cheaper p2p+). The confirmation's time is counted under `confirmation`."""
+    screen = list(config.defense.screen)
+    if not (config.defense.skip_reference_when_confirmed and "reference" in screen and len(screen) > 1):
+        return screen
+    start = time.perf_counter()
+    finding = confirmed_triggers([e.text for e in train], [e.label for e in train], config.defense.screen_min_count)
+    seconds["confirmation"] = round(time.perf_counter() - start, 2)
+    if not finding.triggers:
+        return screen
+    log.info("trigger confirmation found %d trigger n-gram(s) in %d rows: the reference fine-tune is skipped",
+             len(finding.triggers), len(finding.rows))
+    return [signal for signal in screen if signal != "reference"]
+
+
 def screen_rows(
     config: ExperimentConfig, task: ClassificationTask, train: Sequence[Example]
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -130,7 +148,7 @@ def screen_rows(
     signals: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     labels = [e.label for e in train]
-    for signal in config.defense.screen:
+    for signal in signals_to_compute(config, train, seconds):
         start = time.perf_counter()
         signals[signal] = SIGNALS[signal](config, task, train)
         seconds[signal] = round(time.perf_counter() - start, 2)
