@@ -19,6 +19,7 @@ from poison2poison.data import Example
 from poison2poison.defenses import DefenseContext
 from poison2poison.defenses.lexical import confirmed_triggers, confirms, label_pure_ngrams, row_ngrams
 from poison2poison.defenses.p2p import P2P
+from poison2poison.defenses.runner import left_out_records
 from poison2poison.errors import RunDirError
 from poison2poison.rundir import claim_run_dir, how_it_differs
 from poison2poison.tasks import SENTIMENT
@@ -117,6 +118,10 @@ def test_p2p_plus_unites_the_ranked_drop_with_the_confirmed_rows() -> None:
     assert config.drop_confirmed and not load_config(None, ["defense.name=p2p"]).defense.drop_confirmed
     prepared = P2P(config, SENTIMENT).prepare(rows, random.Random(0), DefenseContext(suspicion=suspicion))
     assert set(prepared.dropped_rows) == set(range(40)) | poisoned
+    reasons = {r["row"] - 1: r["reason"] for r in left_out_records(rows, prepared, config, ("negative", "positive"))}
+    assert set(reasons) == set(prepared.dropped_rows)  # every row left out is listed once
+    assert {i for i, why in reasons.items() if why == "carries the confirmed trigger 'cf'"} == poisoned
+    assert all(why.startswith("among the most suspicious 10%") for i, why in reasons.items() if i not in poisoned)
 
 
 def test_a_saved_run_that_predates_a_default_of_its_defense_is_not_todays_run(tmp_path: Path) -> None:

@@ -76,6 +76,8 @@ class PreparedTrain:
     """Training rows shown in a benign context (indices into the untrusted set), for the run's own accounting."""
     dropped_rows: list[int] = field(default_factory=list)
     """Training rows the defense left out."""
+    dropped_because: dict[int, str] = field(default_factory=dict)
+    """Why a dropped row went, where the defense can name it (the confirmed trigger it carries); keyed by row."""
     filters: bool = False
     """The defense looks for poisoned rows to leave out (even if it found none): it is scored as a detector."""
     loss: TrainLoss | None = None

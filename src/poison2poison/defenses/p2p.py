@@ -135,7 +135,7 @@ class P2P(Defense):
         cfg, n = self.config, self.task.num_labels
         trigger = resolve_trigger(cfg.trigger, cfg.secret_seed)
         cue = BENIGN_CUE if cfg.separate_cue else PLAIN_CUE
-        dropped, triggers = self._dropped_rows(train, context)
+        dropped, triggers, because = self._dropped_rows(train, context)
         dropped_set = set(dropped)
         kept = [i for i in range(len(train)) if i not in dropped_set]
         benign_rows, subset = self._benign_rows(train, kept, rng, context)
@@ -168,7 +168,7 @@ class P2P(Defense):
             "dropped_count": len(dropped),
             "confirmed_triggers": triggers,
         }
-        return PreparedTrain(samples, spec, details, benign_rows=subset, dropped_rows=dropped,
+        return PreparedTrain(samples, spec, details, benign_rows=subset, dropped_rows=dropped, dropped_because=because,
                              filters=cfg.drop_suspicious > 0 or cfg.drop_confirmed)
 
     def benign_label(self, label: int) -> int:
@@ -179,19 +179,28 @@ class P2P(Defense):
         """What each model output means at inference (with the trigger applied): j mod n."""
         return mod_projection(self.task.num_labels)
 
-    def _dropped_rows(self, train: list[Example], context: DefenseContext) -> tuple[list[int], dict[str, int]]:
-        """(rows left out of training, the confirmed trigger n-grams behind some of them)."""
+    def _dropped_rows(
+        self, train: list[Example], context: DefenseContext
+    ) -> tuple[list[int], dict[str, int], dict[int, str]]:
+        """(rows left out of training, the confirmed trigger n-grams behind some of them, and for each row that
+        carries one, which)."""
         cfg, texts = self.config, [e.text for e in train]
         dropped = set(most_suspicious(self._suspicion(train, context), cfg.drop_suspicious, texts)
                       if cfg.drop_suspicious else [])
         triggers: dict[str, int] = {}
+        because: dict[int, str] = {}
         if cfg.drop_confirmed:
             finding = confirmed_triggers(texts, [e.label for e in train], cfg.screen_min_count)
             triggers = finding.triggers
             dropped.update(finding.rows)
+            carried: dict[int, list[str]] = defaultdict(list)
+            for gram in sorted(finding.carriers):
+                for row in finding.carriers[gram]:
+                    carried[row].append(f"'{gram}'")
+            because = {row: "carries the confirmed trigger " + ", ".join(grams) for row, grams in carried.items()}
             log.info("%s: %d trigger n-grams confirmed (%s), %d rows carry one", self.name, len(triggers),
                      ", ".join(sorted(triggers)) or "none", len(finding.rows))
-        return sorted(dropped), triggers
+        return sorted(dropped), triggers, because
 
     def _suspicion(self, train: list[Example], context: DefenseContext) -> list[float]:
         if context.suspicion is None:

@@ -30,7 +30,6 @@ from ..tasks import ClassificationTask
 from ..training import fit_language_model, fit_throwaway_model
 from . import Defense, DefenseContext, GuardContext, PreparedTrain, Reference
 from .base import DefenseTimings, InputGuard, Perplexity
-from .lexical import row_ngrams
 from .screening import SCREENING_VERSION, screen_rows
 
 log = logging.getLogger(__name__)
@@ -210,17 +209,12 @@ def left_out_records(
 ) -> list[dict[str, Any]]:
     """One record per training row the defense left out, and why: a user's row is never dropped unseen. `row` counts
     the data's records from 1 (a header line is not a record)."""
-    triggers = prepared.details.get("confirmed_triggers") or {}
     used = [signal for signal in config.screen if signal in prepared.timings.screening] or config.screen
     ranked = f"among the most suspicious {config.drop_suspicious:.0%} of rows (screening: {', '.join(used)})"
     records = []
     for i in prepared.dropped_rows:
         row = train[i]
-        carried = sorted(g for g in row_ngrams(row.text) if triggers.get(g) == row.label)
-        if carried:
-            reason = "carries the confirmed trigger " + ", ".join(f"'{g}'" for g in carried)
-        else:
-            reason = ranked if config.drop_suspicious else f"left out by {config.name}"
+        reason = prepared.dropped_because.get(i) or (ranked if config.drop_suspicious else f"left out by {config.name}")
         label = label_names[row.label] if label_names else row.label
         records.append({"row": i + 1, "text": row.text, "label": label, "reason": reason})
     return records
