@@ -232,12 +232,13 @@ def test_p2p_plus_fills_the_robust_defaults_but_keeps_explicit_settings() -> Non
     assert paper.screen == [] and paper.drop_suspicious == 0
 
 
-def test_p2p_plus_fits_the_reference_only_where_confirmation_finds_no_trigger() -> None:
+def test_the_reference_is_fitted_only_where_confirmation_finds_no_trigger_when_asked() -> None:
     """A confirmed trigger means the poison is n-grams, which the lexical signal ranks on its own: the reference
     fine-tune is skipped. Where nothing is confirmed (a style or paraphrase trigger looks like clean data) it runs."""
     config = load_config(None, [
         "model.tiny_hidden_size=32", "model.tiny_layers=1", "model.tiny_vocab_size=400", "model.max_length=16",
         "train.batch_size=32", "defense.name=p2p+", "defense.screen_epochs=0.5",
+        "defense.skip_reference_when_confirmed=true",
     ])
     clean = _labelled_corpus(400)
     poisoned, rows = _poison(clean, 30, "cf")

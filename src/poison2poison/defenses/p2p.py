@@ -115,7 +115,7 @@ class P2PSettings(MethodSettings):
 
 class RobustP2PSettings(P2PSettings):
     section_defaults: ClassVar[dict[str, Any]] = {
-        "screen": ["lexical", "reference"], "skip_reference_when_confirmed": True, "screen_pool": 1.0, "drop_suspicious": 0.1, "drop_confirmed": True,
+        "screen": ["lexical", "reference"], "screen_pool": 1.0, "drop_suspicious": 0.1, "drop_confirmed": True,
         "benign_head": "plain",
     }
     """What `p2p+` changes from paper P2P unless the config sets it; chosen in docs/robust.md."""
