@@ -129,10 +129,7 @@ def scan(
     results.print(found)
     print(f"{len(finding.rows)} of {len(rows)} rows carry a confirmed trigger ({data})")
     if out is not None:
-        carried: dict[int, list[str]] = {}
-        for gram, carrying in sorted(finding.carriers.items()):
-            for i in carrying:
-                carried.setdefault(i, []).append(gram)
+        carried = finding.triggers_by_row
         atomic_write_jsonl(out, ({"row": i + 1, "text": rows[i].text, "label": names[rows[i].label] if names else
                                   rows[i].label, "triggers": carried[i]} for i in finding.rows))
         print(f"flagged rows: {out}")

@@ -152,6 +152,15 @@ class TriggerFinding:
         """Every row that carries a confirmed trigger with its label, once."""
         return sorted({i for rows in self.carriers.values() for i in rows})
 
+    @property
+    def triggers_by_row(self) -> dict[int, list[str]]:
+        """row -> the confirmed trigger n-grams it carries, in n-gram order: what a user is told of a flagged row."""
+        carried: dict[int, list[str]] = defaultdict(list)
+        for gram, rows in sorted(self.carriers.items()):
+            for i in rows:
+                carried[i].append(gram)
+        return dict(carried)
+
 
 
 def rare_pure_words(grams: Sequence[set[str]], labels: Sequence[int], known: set[str], min_count: int = 5) -> dict[str, int]:

@@ -193,11 +193,8 @@ class P2P(Defense):
             finding = confirmed_triggers(texts, [e.label for e in train], cfg.screen_min_count)
             triggers = finding.triggers
             dropped.update(finding.rows)
-            carried: dict[int, list[str]] = defaultdict(list)
-            for gram in sorted(finding.carriers):
-                for row in finding.carriers[gram]:
-                    carried[row].append(f"'{gram}'")
-            because = {row: "carries the confirmed trigger " + ", ".join(grams) for row, grams in carried.items()}
+            because = {row: "carries the confirmed trigger " + ", ".join(f"'{g}'" for g in grams)
+                       for row, grams in finding.triggers_by_row.items()}
             log.info("%s: %d trigger n-grams confirmed (%s), %d rows carry one", self.name, len(triggers),
                      ", ".join(sorted(triggers)) or "none", len(finding.rows))
         return sorted(dropped), triggers, because
